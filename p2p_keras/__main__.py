@@ -1,0 +1,3 @@
+from p2p_keras.cli import main
+
+raise SystemExit(main())
