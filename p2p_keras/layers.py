@@ -1,0 +1,89 @@
+"""Building blocks shared by the generator and the discriminator.
+
+The paper (Isola et al., 2017, §6.1) names its blocks ``Ck`` (Convolution-Norm-ReLU with k filters)
+and ``CDk`` (the same with 50% dropout). Every convolution is 4x4, and weights start from
+N(0, 0.02) as in the official code.
+"""
+
+import keras
+from keras import layers
+
+NORMS = ("batch", "instance", None)
+
+
+def conv_init():
+    """The paper's weight initialiser: N(0, 0.02)."""
+    return keras.initializers.RandomNormal(mean=0.0, stddev=0.02)
+
+
+def check_norm(norm):
+    """Raises a ValueError unless `norm` is one of `NORMS`."""
+    if norm not in NORMS:
+        raise ValueError(f"norm must be one of {NORMS}, got {norm!r}")
+
+
+def normalization(norm, name):
+    """The normalisation layer for `norm`, or None.
+
+    "batch" is BatchNormalization with gamma ~ N(1, 0.02) as in the official code. "instance" is
+    GroupNormalization with one group per channel and no affine parameters, which is exactly
+    PyTorch's `InstanceNorm2d(affine=False)` used by the official code; unlike batch norm it
+    behaves the same at any batch size and on any number of devices.
+
+    Args:
+        norm: "batch", "instance" or None.
+        name: layer name.
+
+    Returns:
+        A Keras layer, or None when `norm` is None.
+    """
+    check_norm(norm)
+    if norm == "batch":
+        return layers.BatchNormalization(
+            momentum=0.9,
+            epsilon=1e-5,
+            gamma_initializer=keras.initializers.RandomNormal(1.0, 0.02),
+            name=name,
+        )
+    if norm == "instance":
+        return layers.GroupNormalization(
+            groups=-1, epsilon=1e-5, center=False, scale=False, name=name
+        )
+    return None
+
+
+def conv_block(
+    x, filters, *, name, use_bias, strides=2, norm="batch", activation="leaky_relu", padding="same"
+):
+    """Conv2D(4x4) -> optional norm -> activation: the encoder and discriminator ``Ck`` block.
+
+    Args:
+        x: input tensor.
+        filters: number of output channels ``k``.
+        name: prefix for the block's layer names.
+        strides: 2 to halve the resolution, 1 to keep it.
+        use_bias: whether the convolution has a bias. Networks decide this once for all their
+            blocks, as the official code does: no bias when the network is normalised (the
+            norm's shift replaces it), even in the blocks that skip the norm.
+        norm: "batch", "instance" or None for this block.
+        activation: "leaky_relu" (slope 0.2, the paper's encoder) or None.
+        padding: "same", or "valid" after an explicit ZeroPadding2D.
+
+    Returns:
+        The block's output tensor.
+    """
+    x = layers.Conv2D(
+        filters,
+        4,
+        strides=strides,
+        padding=padding,
+        use_bias=use_bias,
+        kernel_initializer=conv_init(),
+        name=f"{name}_conv",
+    )(x)
+    norm_layer = normalization(norm, f"{name}_{norm}norm")
+    if norm_layer is not None:
+        x = norm_layer(x)
+    if activation == "leaky_relu":
+        x = layers.LeakyReLU(negative_slope=0.2, name=f"{name}_lrelu")(x)
+    return x
