@@ -48,9 +48,8 @@ def generate(generator, images, *, dropout=True, batch_stats=True):
     dropouts = [layer for layer in generator.layers if isinstance(layer, layers.Dropout)]
     moving = [v for layer in norms for v in layer.non_trainable_variables]
     saved_stats = [v.numpy() for v in moving]
-    saved = [(layer, layer.trainable) for layer in norms] + [
-        (layer, layer.rate) for layer in dropouts
-    ]
+    trainable = [layer.trainable for layer in norms]
+    rates = [layer.rate for layer in dropouts]
     try:
         for layer in norms:
             layer.trainable = batch_stats  # a frozen BatchNormalization uses its moving averages
@@ -59,11 +58,10 @@ def generate(generator, images, *, dropout=True, batch_stats=True):
                 layer.rate = 0.0
         outputs = keras.ops.convert_to_numpy(generator(images, training=True))
     finally:
-        for layer, value in saved:
-            if isinstance(layer, layers.Dropout):
-                layer.rate = value
-            else:
-                layer.trainable = value
+        for layer, value in zip(norms, trainable, strict=True):
+            layer.trainable = value
+        for layer, value in zip(dropouts, rates, strict=True):
+            layer.rate = value
         for variable, value in zip(moving, saved_stats, strict=True):
             variable.assign(value)  # training=True updated the moving averages; undo that
     return outputs
