@@ -1,0 +1,191 @@
+"""Test-time modes, translation at any size, safe loading and atomic files."""
+
+import keras
+import numpy as np
+import pytest
+from PIL import Image
+
+from p2p_keras.callbacks import LinearDecay, sample_grid
+from p2p_keras.generator import build_unet_generator
+from p2p_keras.inference import (
+    ModelFileError,
+    atomic_path,
+    export_saved_model,
+    generate,
+    load_generator,
+    save_atomic,
+    to_uint8,
+    translate_array,
+    translate_files,
+)
+
+
+@pytest.fixture(scope="module")
+def generator():
+    keras.utils.set_random_seed(1)
+    model = build_unet_generator((64, 64, 3), filters=8, max_filters=32)
+    # Give the moving averages values unlike the batch statistics, as after training (small
+    # variances, since the N(0, 0.02) weights shrink activations layer after layer).
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.moving_mean.assign(np.full(layer.moving_mean.shape, 0.01, "float32"))
+            layer.moving_variance.assign(np.full(layer.moving_variance.shape, 1e-4, "float32"))
+    return model
+
+
+@pytest.fixture
+def images():
+    return np.random.default_rng(0).uniform(-1, 1, (2, 64, 64, 3)).astype("float32")
+
+
+def test_eval_mode_is_keras_inference_and_deterministic(generator, images):
+    a = generate(generator, images, dropout=False, batch_stats=False)
+    np.testing.assert_array_equal(a, generator(images, training=False))
+    np.testing.assert_array_equal(a, generate(generator, images, dropout=False, batch_stats=False))
+
+
+def test_paper_mode_has_dropout_noise_and_leaves_moving_averages_alone(generator, images):
+    moving = [v for v in generator.non_trainable_variables if "moving" in v.path]
+    before = [v.numpy().copy() for v in moving]
+    a = generate(generator, images)
+    b = generate(generator, images)
+    assert np.abs(a - b).max() > 1e-4  # dropout noise
+    for old, new in zip(before, moving, strict=True):
+        np.testing.assert_array_equal(old, new.numpy())
+    assert all(layer.trainable for layer in generator.layers)
+
+
+def test_batch_statistics_without_dropout_are_deterministic_and_differ_from_eval(generator, images):
+    a = generate(generator, images, dropout=False, batch_stats=True)
+    b = generate(generator, images, dropout=False, batch_stats=True)
+    np.testing.assert_allclose(a, b, atol=1e-6)
+    eval_mode = generate(generator, images, dropout=False, batch_stats=False)
+    assert np.abs(a - eval_mode).max() > 1e-3
+    assert generator.get_layer("up1_dropout").rate == 0.5
+
+
+def test_dropout_with_moving_averages(generator, images):
+    a = generate(generator, images, dropout=True, batch_stats=False)
+    b = generate(generator, images, dropout=True, batch_stats=False)
+    assert np.abs(a - b).max() > 1e-4
+    eval_mode = generate(generator, images, dropout=False, batch_stats=False)
+    assert (
+        np.abs(a - eval_mode).mean()
+        < np.abs(generate(generator, images, dropout=False, batch_stats=True) - eval_mode).mean()
+        + 1.0
+    )
+
+
+@pytest.mark.parametrize("shape", [(50, 70, 3), (17, 9), (40, 40, 4)])
+def test_translate_array_returns_the_original_size(generator, shape):
+    image = np.random.default_rng(0).integers(0, 256, shape, dtype=np.uint8)
+    result = translate_array(generator, image, dropout=False, batch_stats=False)
+    assert result.shape == (*shape[:2], 3) and result.dtype == np.uint8
+
+
+def test_translate_files_paired_takes_the_chosen_half(generator, tmp_path):
+    left = np.zeros((64, 64, 3), np.uint8)
+    right = np.full((64, 64, 3), 255, np.uint8)
+    Image.fromarray(np.concatenate([left, right], axis=1)).save(tmp_path / "pair.jpg")
+    a = translate_files(
+        generator,
+        [tmp_path / "pair.jpg"],
+        tmp_path / "a",
+        paired=True,
+        dropout=False,
+        batch_stats=False,
+    )
+    b = translate_files(
+        generator,
+        [tmp_path / "pair.jpg"],
+        tmp_path / "b",
+        paired=True,
+        direction="BtoA",
+        dropout=False,
+        batch_stats=False,
+    )
+    out_a, out_b = (np.asarray(Image.open(p[0])) for p in (a, b))
+    assert out_a.shape == (64, 64, 3) and a[0].name == "pair.png"
+    expected_a = translate_array(generator, left, dropout=False, batch_stats=False)
+    np.testing.assert_array_equal(out_a, expected_a)
+    assert np.abs(out_a.astype(int) - out_b.astype(int)).max() > 0
+
+
+def test_load_generator_accepts_generator_or_whole_model(generator, tmp_path):
+    generator.save(tmp_path / "g.keras")
+    np.testing.assert_array_equal(
+        load_generator(tmp_path / "g.keras")(np.zeros((1, 64, 64, 3))),
+        generator(np.zeros((1, 64, 64, 3))),
+    )
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (None, "no such model file"),
+        (b"not a zip", "not a Keras model"),
+        (b"PK\x05\x06" + b"\x00" * 18, "could not be loaded"),
+    ],
+)
+def test_load_generator_names_the_file_and_problem(tmp_path, content, message):
+    path = tmp_path / "bad.keras"
+    if content is not None:
+        path.write_bytes(content)
+    with pytest.raises(ModelFileError, match=message) as error:
+        load_generator(path)
+    assert str(path) in str(error.value)
+
+
+def test_load_generator_refuses_a_model_of_another_kind(tmp_path):
+    classifier = keras.Sequential([keras.Input((8,)), keras.layers.Dense(2)])
+    classifier.save(tmp_path / "classifier.keras")
+    with pytest.raises(ModelFileError, match="expected an image-to-image generator"):
+        load_generator(tmp_path / "classifier.keras")
+
+
+def test_atomic_path_keeps_the_previous_file_on_failure(tmp_path):
+    target = tmp_path / "model.keras"
+    target.write_bytes(b"good")
+    with pytest.raises(RuntimeError), atomic_path(target) as temporary:
+        assert temporary.suffix == ".keras" and temporary.parent == tmp_path
+        temporary.write_bytes(b"half")
+        raise RuntimeError("crash during save")
+    assert target.read_bytes() == b"good"
+    assert [p.name for p in tmp_path.iterdir()] == ["model.keras"]
+
+
+def test_save_atomic_round_trips(generator, tmp_path):
+    path = save_atomic(generator, tmp_path / "sub" / "generator.keras")
+    assert keras.saving.load_model(path).count_params() == generator.count_params()
+
+
+def test_export_saved_model_serves_inference_mode(generator, tmp_path, images):
+    import tensorflow as tf
+
+    path = export_saved_model(generator, tmp_path / "exported")
+    loaded = tf.saved_model.load(str(path))
+    served = loaded.serve(images)
+    np.testing.assert_allclose(served, generator(images, training=False), atol=1e-5)
+    with pytest.raises(FileExistsError):
+        export_saved_model(generator, tmp_path / "exported")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["exported"]
+
+
+def test_to_uint8_maps_the_range_ends():
+    np.testing.assert_array_equal(to_uint8([-1.0, 0.0, 1.0, 2.0]), [0, 128, 255, 255])
+
+
+def test_sample_grid_rows_are_input_generated_target():
+    a, b, c = (np.full((2, 4, 4, 3), v, "float32") for v in (-1.0, 0.0, 1.0))
+    grid = sample_grid(a, b, c)
+    assert grid.shape == (8, 12, 3)
+    assert (grid[:, :4] == 0).all() and (grid[:, 4:8] == 128).all() and (grid[:, 8:] == 255).all()
+
+
+def test_linear_decay_matches_the_official_rule():
+    decay = LinearDecay(n_epochs=100, n_epochs_decay=100)
+    factors = [decay.multiplier(epoch) for epoch in range(200)]
+    assert factors[:100] == [1.0] * 100
+    assert factors[100] == pytest.approx(1 - 1 / 101)
+    assert factors[199] == pytest.approx(1 / 101)
+    assert all(a > b for a, b in zip(factors[99:-1], factors[100:], strict=True))
