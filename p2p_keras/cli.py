@@ -5,6 +5,7 @@ options.
 """
 
 import argparse
+import pathlib
 import sys
 
 
@@ -37,7 +38,15 @@ def _add_train(commands):
     parser.add_argument("--norm", choices=("batch", "instance", "none"), default="batch")
     parser.add_argument("--patch-size", type=int, default=70, choices=(1, 16, 34, 70, 142, 286))
     parser.add_argument("--seed", type=int)
+    parser.add_argument(
+        "--deterministic",
+        action="store_true",
+        help="bit-identical runs for a given --seed on the same machine (slower)",
+    )
     parser.add_argument("--resume", action="store_true", help="continue the run in --out")
+    parser.add_argument(
+        "--backup-every", type=int, help="steps between backups (default: each epoch's end)"
+    )
     parser.add_argument("--data-dir", default="data", help="where datasets are stored")
     parser.set_defaults(run=_train)
 
@@ -61,7 +70,9 @@ def _train(args):
         norm=None if args.norm == "none" else args.norm,
         patch_size=args.patch_size,
         seed=args.seed,
+        deterministic=args.deterministic,
         resume=args.resume,
+        backup_every=args.backup_every,
         data_dir=args.data_dir,
     )
     print(f"Wrote {args.out}/generator.keras, samples/, history.csv and logs/")
@@ -119,6 +130,92 @@ def _translate(args):
         batch_stats=args.bn_stats == "batch",
     )
     print(f"Wrote {len(written)} image(s) to {args.out}")
+    return 0
+
+
+def _add_evaluate(commands):
+    parser = commands.add_parser(
+        "evaluate",
+        help="score a generator (L1, PSNR, SSIM, KID, FID) and write an HTML report",
+        description=(
+            "Score a generator on a split and write metrics.json and an index.html of input | "
+            "output | target. KID and FID need InceptionV3 ImageNet weights (downloaded by "
+            "Keras, or --inception-weights FILE); without them they are reported unavailable. "
+            "Prefer KID on small test sets: FID is strongly biased at ~100 images."
+        ),
+    )
+    parser.add_argument("--model", required=True, help="generator.keras or pix2pix.keras")
+    parser.add_argument("--data", help="dataset name or folder (default: synthetic facades)")
+    parser.add_argument("--split", default="val", help="split to score (default val, else test)")
+    parser.add_argument("--out", help="folder for metrics.json and the report")
+    parser.add_argument("--direction", choices=("AtoB", "BtoA"))
+    parser.add_argument("--data-dir", default="data")
+    parser.add_argument("--inception-weights", default="imagenet", help="local .h5 file")
+    parser.add_argument("--max-images", type=int)
+    _add_test_time_options(parser)
+    parser.set_defaults(run=_evaluate)
+
+
+def _evaluate(args):
+    from p2p_keras.evaluation import evaluate_command
+
+    result = evaluate_command(
+        args.model,
+        args.data,
+        split=args.split,
+        out=args.out,
+        dropout=args.dropout == "on",
+        batch_stats=args.bn_stats == "batch",
+        data_dir=args.data_dir,
+        direction=args.direction,
+        inception_weights=args.inception_weights,
+        max_images=args.max_images,
+    )
+    for key in ("l1", "psnr", "ssim", "kid", "fid"):
+        if key in result:
+            value = result[key]
+            print(f"{key:>5}: {'unavailable' if value is None else f'{value:.4f}'}")
+    for key, reason in result.get("unavailable", {}).items():
+        print(f"{key}: {reason}")
+    print(f"{result['n_images']} images, {result['mode']}")
+    if args.out:
+        print(f"Wrote {args.out}/metrics.json and {args.out}/index.html")
+    return 0
+
+
+def _add_ablate(commands):
+    parser = commands.add_parser(
+        "ablate", help="train and score the paper's ablations (loss, generator or patch)"
+    )
+    parser.add_argument("--study", required=True, choices=("loss", "generator", "patch"))
+    parser.add_argument("--data", help="dataset name or folder (default: synthetic facades)")
+    parser.add_argument("--epochs", type=int, default=20)
+    parser.add_argument("--steps-per-epoch", type=int)
+    parser.add_argument("--image-size", type=int, default=256)
+    parser.add_argument("--out", help="output folder (default runs/ablation_STUDY)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--data-dir", default="data")
+    parser.add_argument("--variants", nargs="+", help="only these variants")
+    parser.set_defaults(run=_ablate)
+
+
+def _ablate(args):
+    from p2p_keras.ablation import run_ablation
+
+    run_ablation(
+        args.study,
+        data=args.data,
+        out=args.out,
+        epochs=args.epochs,
+        steps_per_epoch=args.steps_per_epoch,
+        image_size=args.image_size,
+        seed=args.seed,
+        data_dir=args.data_dir,
+        variants=args.variants,
+        verbose="auto",
+    )
+    out = args.out or f"runs/ablation_{args.study}"
+    print((pathlib.Path(out) / "results.md").read_text())
     return 0
 
 
@@ -203,6 +300,8 @@ def build_parser():
     for add in (
         _add_train,
         _add_translate,
+        _add_evaluate,
+        _add_ablate,
         _add_make_synthetic,
         _add_check_data,
         _add_combine,

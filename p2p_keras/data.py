@@ -229,12 +229,7 @@ def check_paired(root, splits=None, *, square_halves=True) -> list[BadFile]:
     root = Path(root)
     if not root.is_dir():
         raise FileNotFoundError(f"Dataset folder not found: {root}")
-    if splits is None:
-        splits = _available_splits(root)
-        if not splits:
-            raise FileNotFoundError(f"No split folders (e.g. train, val, test) in {root}")
-    elif isinstance(splits, str):
-        splits = [splits]
+    splits = _requested_splits(splits, _available_splits(root), root)
     bad = []
     for split in splits:
         try:
@@ -291,12 +286,7 @@ def write_aligned(a_root, b_root, out_root, *, splits=None, size=None) -> dict[s
     """
     a_root, b_root, out_root = Path(a_root), Path(b_root), Path(out_root)
     size_hw = None if size is None else _size_hw(size, "size")
-    if splits is None:
-        splits = _subfolders(a_root)
-        if not splits:
-            raise FileNotFoundError(f"No split folders in {a_root}")
-    elif isinstance(splits, str):
-        splits = [splits]
+    splits = _requested_splits(splits, _subfolders(a_root), a_root)
     jobs, bad = [], []
     for split in splits:
         a_dir, b_dir = a_root / split, b_root / split
@@ -370,6 +360,15 @@ def _size_hw(size, name):
     if len(hw) != 2 or not all(isinstance(v, int | np.integer) and v > 0 for v in hw):
         raise ValueError(f"{name} must be a positive int or a (height, width) tuple, got {size!r}")
     return int(hw[0]), int(hw[1])
+
+
+def _requested_splits(splits, available, root):
+    """`splits` as a list; None means every split folder found, and there must be one."""
+    if splits is None:
+        if not available:
+            raise FileNotFoundError(f"No split folders (e.g. train, val, test) in {root}")
+        return list(available)
+    return [splits] if isinstance(splits, str) else list(splits)
 
 
 def _is_two_folder(root):
@@ -502,7 +501,18 @@ def _pil_to_rgb(im):
     return im.convert("RGB")
 
 
-def _pillow_rgb_array(path):
+def read_rgb(path) -> np.ndarray:
+    """Reads any image Pillow can open as a uint8 RGB array.
+
+    Grayscale, palette, RGBA/LA, CMYK and 16-bit images are converted (16-bit values are scaled,
+    not clipped).
+
+    Args:
+        path: Image file.
+
+    Returns:
+        A uint8 array of shape `(height, width, 3)`.
+    """
     with Image.open(os.fsdecode(path)) as im:
         return np.asarray(_pil_to_rgb(im), dtype=np.uint8)
 
@@ -564,7 +574,7 @@ def _decode_rgb_tf(path, use_pillow=None):
 def _decode_rgb(path, use_pillow):
     image = tf.cond(
         use_pillow,
-        lambda: tf.numpy_function(_pillow_rgb_array, [path], tf.uint8, stateful=False),
+        lambda: tf.numpy_function(read_rgb, [path], tf.uint8, stateful=False),
         lambda: _decode_rgb_tf(path),
     )
     image.set_shape([None, None, 3])

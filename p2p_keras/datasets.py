@@ -684,8 +684,9 @@ def resolve_dataset(
         manual_dir: passed to `download`.
 
     Returns:
-        `(folder, direction)`: `direction` is the dataset's usual `"AtoB"`/`"BtoA"`, or `None`
-        for a folder given by path.
+        `(folder, direction)`: `direction` is the dataset's usual `"AtoB"`/`"BtoA"`. A folder
+        given by path gets its dataset's direction when it is recognisable (the synthetic
+        facades, or a folder named like a known dataset), else `None`.
 
     Raises:
         ValueError: if `name_or_dir` is neither an existing folder nor a known name.
@@ -698,7 +699,10 @@ def resolve_dataset(
     """
     path = Path(name_or_dir)
     if path.exists():
-        return path, None
+        if (path / "synthetic.json").exists():
+            return path, "BtoA"  # the synthetic facades put the photo on the left, like facades
+        known = DATASETS.get(path.name)
+        return path, known.direction if known else None
     if str(name_or_dir) not in DATASETS:
         raise ValueError(
             f"{str(name_or_dir)!r} is neither an existing folder nor a known pix2pix dataset "

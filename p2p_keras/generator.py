@@ -10,7 +10,7 @@ import math
 import keras
 from keras import layers
 
-from p2p_keras.layers import check_norm, conv_block, conv_init, normalization
+from p2p_keras.layers import check_norm, conv_block, conv_init, upsample_block
 
 
 def unet_depth(height, width):
@@ -101,21 +101,14 @@ def build_unet_generator(
 
     n_dropout = max(depth - 5, 0) if dropout else 0
     for block, level in enumerate(reversed(range(depth - 1))):
-        x = layers.Conv2DTranspose(
+        x = upsample_block(
+            x,
             level_filters[level],
-            4,
-            strides=2,
-            padding="same",
+            name=f"up{block + 1}",
             use_bias=use_bias,
-            kernel_initializer=conv_init(),
-            name=f"up{block + 1}_convT",
-        )(x)
-        norm_layer = normalization(norm, f"up{block + 1}_{norm}norm")
-        if norm_layer is not None:
-            x = norm_layer(x)
-        if block < n_dropout:
-            x = layers.Dropout(dropout, name=f"up{block + 1}_dropout")(x)
-        x = layers.ReLU(name=f"up{block + 1}_relu")(x)
+            norm=norm,
+            dropout=dropout if block < n_dropout else 0.0,
+        )
         if skip_connections:
             x = layers.Concatenate(name=f"up{block + 1}_skip")([x, skips[level]])
 

@@ -21,11 +21,7 @@ import tensorflow as tf
 from keras import layers
 from PIL import Image
 
-
-def to_uint8(images):
-    """Maps images from [-1, 1] to uint8 [0, 255] numpy arrays (any leading shape)."""
-    images = np.asarray(images, dtype=np.float32)
-    return np.clip(np.rint((images + 1.0) * 127.5), 0, 255).astype(np.uint8)
+from p2p_keras.data import denormalize, read_rgb, split_pair
 
 
 def generate(generator, images, *, dropout=True, batch_stats=True):
@@ -106,30 +102,6 @@ def load_generator(path):
     return model
 
 
-def read_image(path, *, channels=3):
-    """Reads any image file Pillow can open as a uint8 array with `channels` channels.
-
-    Grayscale, palette, RGBA (composited on white), CMYK and 16-bit files are converted.
-
-    Args:
-        path: image file.
-        channels: 3 for RGB, 1 for grayscale.
-
-    Returns:
-        A uint8 array of shape (H, W, channels).
-    """
-    with Image.open(path) as image:
-        image.load()
-        if image.mode in ("RGBA", "LA") or (image.mode == "P" and "transparency" in image.info):
-            rgba = image.convert("RGBA")
-            image = Image.alpha_composite(Image.new("RGBA", rgba.size, "white"), rgba)
-        if image.mode.startswith("I"):  # 16- or 32-bit integer: scale to 8 bits
-            array = np.asarray(image, dtype=np.float64)
-            image = Image.fromarray(np.uint8(np.clip(array / max(array.max(), 1) * 255, 0, 255)))
-        array = np.asarray(image.convert("L" if channels == 1 else "RGB"))
-    return array.reshape(*array.shape[:2], channels)
-
-
 def translate_array(generator, image, *, dropout=True, batch_stats=True):
     """Translates one uint8 image of any size and returns it at its own size.
 
@@ -157,7 +129,7 @@ def translate_array(generator, image, *, dropout=True, batch_stats=True):
     x = tf.clip_by_value(x, -1.0, 1.0)[None]
     y = generate(generator, x, dropout=dropout, batch_stats=batch_stats)
     y = tf.clip_by_value(tf.image.resize(y, original, "bicubic"), -1.0, 1.0)
-    return to_uint8(y[0])
+    return denormalize(y[0])
 
 
 def _match_channels(image, channels):
@@ -165,12 +137,6 @@ def _match_channels(image, channels):
         return np.asarray(Image.fromarray(image[..., :3].squeeze()).convert("L"))[..., None]
     gray_or_rgba = image[..., :1] if image.shape[-1] < 3 else image[..., :3]
     return np.broadcast_to(gray_or_rgba, (*image.shape[:2], channels)).copy()
-
-
-def split_aligned(image, direction="AtoB"):
-    """The input half of an aligned A|B pair (A is the left half)."""
-    half = image.shape[1] // 2
-    return image[:, :half] if direction == "AtoB" else image[:, half : 2 * half]
 
 
 def translate_files(
@@ -193,9 +159,9 @@ def translate_files(
     out_dir = pathlib.Path(out_dir)
     written = []
     for path in map(pathlib.Path, paths):
-        image = read_image(path)
+        image = read_rgb(path)
         if paired:
-            image = split_aligned(image, direction)
+            image = split_pair(image, direction)[0]
         result = translate_array(generator, image, dropout=dropout, batch_stats=batch_stats)
         written.append(write_png_atomic(result, out_dir / f"{path.stem}.png"))
     return written

@@ -87,3 +87,36 @@ def conv_block(
     if activation == "leaky_relu":
         x = layers.LeakyReLU(negative_slope=0.2, name=f"{name}_lrelu")(x)
     return x
+
+
+def upsample_block(x, filters, *, name, use_bias, norm="batch", dropout=0.0):
+    """Conv2DTranspose(4x4, stride 2) -> optional norm -> optional dropout -> ReLU.
+
+    The decoder's ``Ck`` block, or ``CDk`` with ``dropout=0.5``.
+
+    Args:
+        x: input tensor.
+        filters: number of output channels ``k``.
+        name: prefix for the block's layer names.
+        use_bias: whether the transposed convolution has a bias (see `conv_block`).
+        norm: "batch", "instance" or None.
+        dropout: dropout rate; 0 for none.
+
+    Returns:
+        The block's output tensor, at twice the input resolution.
+    """
+    x = layers.Conv2DTranspose(
+        filters,
+        4,
+        strides=2,
+        padding="same",
+        use_bias=use_bias,
+        kernel_initializer=conv_init(),
+        name=f"{name}_convT",
+    )(x)
+    norm_layer = normalization(norm, f"{name}_{norm}norm")
+    if norm_layer is not None:
+        x = norm_layer(x)
+    if dropout:
+        x = layers.Dropout(dropout, name=f"{name}_dropout")(x)
+    return layers.ReLU(name=f"{name}_relu")(x)

@@ -14,7 +14,6 @@ from p2p_keras.inference import (
     generate,
     load_generator,
     save_atomic,
-    to_uint8,
     translate_array,
     translate_files,
 )
@@ -169,10 +168,6 @@ def test_export_saved_model_serves_inference_mode(generator, tmp_path, images):
     with pytest.raises(FileExistsError):
         export_saved_model(generator, tmp_path / "exported")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["exported"]
-
-
-def test_to_uint8_maps_the_range_ends():
-    np.testing.assert_array_equal(to_uint8([-1.0, 0.0, 1.0, 2.0]), [0, 128, 255, 255])
 
 
 def test_sample_grid_rows_are_input_generated_target():

@@ -1,0 +1,148 @@
+"""The training job end to end on the embedded data: learning, resuming, failing safely, CLI."""
+
+import json
+
+import keras
+import numpy as np
+import pytest
+from PIL import Image
+
+from p2p_keras import cli
+from p2p_keras.callbacks import NonFiniteLossError, StepBackup
+from p2p_keras.data import load_paired
+from p2p_keras.synthetic import make_synthetic_facades
+from p2p_keras.training import RunExistsError, build_pix2pix, train
+
+SIZE = 64
+
+
+@pytest.fixture(scope="module")
+def synthetic(tmp_path_factory):
+    root = tmp_path_factory.mktemp("data") / "synthetic"
+    return make_synthetic_facades(root, train=16, val=4, test=4, size=SIZE, seed=0)
+
+
+def quick_train(root, out, **overrides):
+    options = {
+        "direction": "BtoA",
+        "image_size": SIZE,
+        "epochs": 2,
+        "decay_epochs": 0,
+        "steps_per_epoch": 4,
+        "seed": 1,
+        "verbose": 0,
+    }
+    options.update(overrides)
+    return train(root, out, **options)
+
+
+def validation_l1(generator, root):
+    val = load_paired(root, "val", direction="BtoA", image_size=SIZE, training=False)
+    errors = [np.abs(generator(x, training=False) - y).mean() for x, y in val]
+    return float(np.mean(errors))
+
+
+def test_short_fit_lowers_validation_l1(synthetic, tmp_path):
+    keras.utils.set_random_seed(1)
+    untrained = validation_l1(build_pix2pix(SIZE).generator, synthetic)
+    model, history = quick_train(synthetic, tmp_path / "run", steps_per_epoch=40)
+    trained = validation_l1(model.generator, synthetic)
+    assert trained < 0.85 * untrained, (untrained, trained)
+    assert history.history["val_g_l1"][-1] == pytest.approx(trained, rel=1e-4)
+    assert history.history["g_l1"][1] < history.history["g_l1"][0]
+
+
+def test_run_writes_every_output(synthetic, tmp_path):
+    out = tmp_path / "run"
+    quick_train(synthetic, out)
+    for name in ("generator.keras", "pix2pix.keras", "history.csv", "config.json"):
+        assert (out / name).is_file(), name
+    assert sorted(p.name for p in (out / "samples").iterdir()) == ["epoch_001.png", "epoch_002.png"]
+    grid = np.asarray(Image.open(out / "samples" / "epoch_002.png"))
+    assert grid.shape == (4 * SIZE, 3 * SIZE, 3)
+    assert json.loads((out / "config.json").read_text())["direction"] == "BtoA"
+    assert len((out / "history.csv").read_text().splitlines()) == 3
+    state = json.loads((out / "backup" / StepBackup.STATE).read_text())
+    assert state["epoch"] == 2 and state["step_in_epoch"] == 0 and state["global_step"] == 8
+
+
+class Crash(keras.callbacks.Callback):
+    """Simulates a crash after a given global step."""
+
+    def __init__(self, at_step):
+        super().__init__()
+        self.at_step = at_step
+        self.seen = 0
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.seen += 1
+        if self.seen == self.at_step:
+            raise KeyboardInterrupt("simulated crash")
+
+
+def test_resume_continues_at_the_same_epoch_and_step(synthetic, tmp_path):
+    out = tmp_path / "run"
+    with pytest.raises(KeyboardInterrupt):
+        quick_train(synthetic, out, backup_every=1, callbacks=[Crash(6)])
+    state = json.loads((out / "backup" / StepBackup.STATE).read_text())
+    assert (state["epoch"], state["step_in_epoch"], state["global_step"]) == (1, 2, 6)
+    with pytest.raises(RunExistsError, match="--resume"):
+        quick_train(synthetic, out)
+    steps = []
+    counter = keras.callbacks.LambdaCallback(on_train_batch_end=lambda b, logs: steps.append(b))
+    resumed, history = quick_train(synthetic, out, backup_every=1, resume=True, callbacks=[counter])
+    assert history.epoch == [1]  # the last call of fit ran epoch 2 (index 1)
+    assert steps == [0, 1]  # only the 2 steps left of 4 in epoch 2
+    assert int(resumed.generator_optimizer.iterations) == 8
+    assert int(resumed.discriminator_optimizer.iterations) == 8
+    # Weights equal to an uninterrupted run: tests/test_reliability.py, in fresh processes.
+
+
+def test_non_finite_loss_stops_and_keeps_the_last_good_backup(synthetic, tmp_path):
+    class Poison(keras.callbacks.Callback):
+        def on_train_batch_begin(self, batch, logs=None):
+            if batch == 2 and self.params and self.model.generator_optimizer.iterations == 6:
+                kernel = self.model.generator.get_layer("down2_conv").kernel
+                kernel.assign(np.full(kernel.shape, np.nan, "float32"))
+
+    with pytest.raises(NonFiniteLossError, match="epoch 2, step 3") as error:
+        quick_train(synthetic, tmp_path / "run", backup_every=1, callbacks=[Poison()])
+    assert "--resume" in str(error.value) and "--lr" in str(error.value)
+    state = json.loads((tmp_path / "run" / "backup" / StepBackup.STATE).read_text())
+    assert state["global_step"] == 6
+    assert not (tmp_path / "run" / "pix2pix.keras").exists()
+    generator = keras.saving.load_model(tmp_path / "run" / "generator.keras")
+    assert all(np.isfinite(w.numpy()).all() for w in generator.weights)
+
+
+def test_unwritable_output_is_reported_before_training(synthetic, tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    with pytest.raises(PermissionError, match="cannot write to the output folder"):
+        quick_train(synthetic, blocker / "run")
+
+
+def test_train_then_translate_from_the_command_line(synthetic, tmp_path, capsys):
+    out = tmp_path / "run"
+    status = cli.main(
+        ["train", "--data", str(synthetic), "--out", str(out), "--epochs", "1",
+         "--steps-per-epoch", "2", "--image-size", str(SIZE), "--direction", "BtoA"]
+    )  # fmt: skip
+    assert status == 0 and (out / "generator.keras").is_file()
+    photo = tmp_path / "photo.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (90, 120), np.uint8)).save(photo)
+    status = cli.main(
+        ["translate", "--model", str(out / "generator.keras"), "--out", str(tmp_path / "t"),
+         str(photo), "--dropout", "off", "--bn-stats", "moving"]
+    )  # fmt: skip
+    assert status == 0
+    result = Image.open(tmp_path / "t" / "photo.png")
+    assert result.size == (120, 90) and result.mode == "RGB"
+
+
+def test_command_line_errors_are_one_line(tmp_path, capsys):
+    status = cli.main(["translate", "--model", str(tmp_path / "none.keras"), "--out", "x", "a.png"])
+    assert status == 1
+    assert (
+        capsys.readouterr().err.strip() == f"error: {tmp_path / 'none.keras'}: no such model file"
+    )
