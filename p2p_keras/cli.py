@@ -48,6 +48,9 @@ def _add_train(commands):
         "--backup-every", type=int, help="steps between backups (default: each epoch's end)"
     )
     parser.add_argument("--data-dir", default="data", help="where datasets are stored")
+    parser.add_argument(
+        "--verbose", default="auto", choices=("auto", "0", "1", "2"), help="Keras fit verbosity"
+    )
     parser.set_defaults(run=_train)
 
 
@@ -74,6 +77,7 @@ def _train(args):
         resume=args.resume,
         backup_every=args.backup_every,
         data_dir=args.data_dir,
+        verbose=args.verbose if args.verbose == "auto" else int(args.verbose),
     )
     print(f"Wrote {args.out}/generator.keras, samples/, history.csv and logs/")
     return 0

@@ -6,48 +6,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from p2p_keras import ablation, training
-from p2p_keras.discriminator import build_patchgan_discriminator
-from p2p_keras.generator import build_unet_generator
+from p2p_keras import ablation
 from p2p_keras.inference import load_generator
 from p2p_keras.losses import LOSS_ABLATIONS
-from p2p_keras.model import Pix2Pix
 from p2p_keras.synthetic import make_synthetic_facades
-
-
-def _tiny_pix2pix(image_size=256, channels=3, *, skip_connections=True, **options):
-    """`build_pix2pix` with 8-filter networks, so that `train` runs in seconds on a CPU."""
-    height, width = (image_size, image_size) if isinstance(image_size, int) else image_size
-    shape = (height, width, channels)
-    norm = options.get("norm", "batch")
-    generator = build_unet_generator(
-        shape,
-        channels,
-        filters=8,
-        max_filters=32,
-        norm=norm,
-        skip_connections=skip_connections,
-        dropout=options.get("dropout", 0.5),
-    )
-    discriminator = build_patchgan_discriminator(
-        shape,
-        channels,
-        filters=8,
-        patch_size=options.get("patch_size", 70),
-        conditional=options.get("conditional", True),
-        norm=norm,
-    )
-    return Pix2Pix(generator, discriminator, name="pix2pix")
-
-
-@pytest.fixture(scope="module")
-def tiny_training():
-    """8-filter networks in `train` (it has no width argument; the paper's nets take ~10 s per
-    tiny run here instead of ~3 s)."""
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(training, "build_pix2pix", _tiny_pix2pix)
-        yield
-
 
 # --------------------------------------------------------------------------- definitions
 
@@ -149,11 +111,13 @@ def test_ablation_grid_has_a_labelled_column_per_variant():
 # --------------------------------------------------------------------------- end to end
 
 
-def _check_outputs(out, study, results, names):
+def _check_outputs(out, study, results, names, direction="BtoA"):
     assert [r["name"] for r in results] == names
     saved = json.loads((out / "results.json").read_text())
     assert [r["name"] for r in saved["results"]] == names
     assert saved["budget"]["study"] == study
+    # `filters` went through **train_kwargs to every variant, and into the stated budget
+    assert (saved["budget"]["filters"], saved["budget"]["direction"]) == (8, direction)
     table = (out / "results.md").read_text()
     labels = {v["name"]: v["label"] for v in ablation.STUDIES[study]}
     for result in results:
@@ -166,6 +130,7 @@ def _check_outputs(out, study, results, names):
         config = json.loads((out / result["name"] / "config.json").read_text())
         for key, value in result["config"].items():
             assert config[key] == value, (result["name"], key)
+        assert (config["filters"], config["direction"]) == (8, direction)
     with Image.open(out / "grid.png") as grid:
         assert grid.width >= (len(names) + 2) * 128
 
@@ -177,7 +142,7 @@ def data_64(tmp_path_factory):
     )
 
 
-def test_loss_study_end_to_end(data_64, tmp_path, tiny_training):
+def test_loss_study_end_to_end(data_64, tmp_path):
     results = ablation.run_ablation(
         "loss",
         data=str(data_64),
@@ -185,7 +150,7 @@ def test_loss_study_end_to_end(data_64, tmp_path, tiny_training):
         epochs=1,
         steps_per_epoch=2,
         image_size=64,
-        direction="BtoA",
+        filters=8,
         max_eval_images=2,
     )
     _check_outputs(tmp_path, "loss", results, _names("loss"))
@@ -194,7 +159,7 @@ def test_loss_study_end_to_end(data_64, tmp_path, tiny_training):
     assert len({round(r["l1"], 6) for r in results}) > 1
 
 
-def test_patch_study_end_to_end(tmp_path_factory, tmp_path, tiny_training):
+def test_patch_study_end_to_end(tmp_path_factory, tmp_path):
     data = make_synthetic_facades(
         tmp_path_factory.mktemp("ablation128") / "data", train=2, val=2, test=2, size=128
     )
@@ -205,13 +170,13 @@ def test_patch_study_end_to_end(tmp_path_factory, tmp_path, tiny_training):
         epochs=1,
         steps_per_epoch=1,
         image_size=128,
-        direction="BtoA",
+        filters=8,
     )
     _check_outputs(tmp_path, "patch", results, _names("patch"))
     assert "Table 3" in (tmp_path / "results.md").read_text()
 
 
-def test_generator_variant_trains_without_skips(data_64, tmp_path, tiny_training):
+def test_generator_variant_trains_without_skips(data_64, tmp_path):
     results = ablation.run_ablation(
         "generator",
         data=str(data_64),
@@ -219,13 +184,14 @@ def test_generator_variant_trains_without_skips(data_64, tmp_path, tiny_training
         epochs=1,
         steps_per_epoch=1,
         image_size=64,
-        direction="BtoA",
+        filters=8,
+        direction="AtoB",  # an explicit direction wins over the synthetic facades' BtoA
         variants=["encoder-decoder_l1"],
         eval_split="test",
         dropout=True,
         batch_stats=True,
     )
-    _check_outputs(tmp_path, "generator", results, ["encoder-decoder_l1"])
+    _check_outputs(tmp_path, "generator", results, ["encoder-decoder_l1"], direction="AtoB")
     generator = load_generator(tmp_path / "encoder-decoder_l1" / "generator.keras")
     assert generator.name == "encoder_decoder_generator"
     budget = json.loads((tmp_path / "results.json").read_text())["budget"]

@@ -11,46 +11,10 @@ import tensorflow as tf
 
 from p2p_keras import evaluation as ev
 from p2p_keras import training
-from p2p_keras.discriminator import build_patchgan_discriminator
 from p2p_keras.generator import build_unet_generator
-from p2p_keras.model import Pix2Pix
 from p2p_keras.synthetic import make_synthetic_facades
 
 SIZE = 32
-
-
-def _tiny_pix2pix(image_size=256, channels=3, *, skip_connections=True, **options):
-    """`build_pix2pix` with 8-filter networks, so that `train` runs in seconds on a CPU."""
-    height, width = (image_size, image_size) if isinstance(image_size, int) else image_size
-    shape = (height, width, channels)
-    norm = options.get("norm", "batch")
-    generator = build_unet_generator(
-        shape,
-        channels,
-        filters=8,
-        max_filters=32,
-        norm=norm,
-        skip_connections=skip_connections,
-        dropout=options.get("dropout", 0.5),
-    )
-    discriminator = build_patchgan_discriminator(
-        shape,
-        channels,
-        filters=8,
-        patch_size=options.get("patch_size", 70),
-        conditional=options.get("conditional", True),
-        norm=norm,
-    )
-    return Pix2Pix(generator, discriminator, name="pix2pix")
-
-
-@pytest.fixture(scope="module")
-def tiny_training():
-    """8-filter networks in `train` (it has no width argument; the paper's nets take ~10 s per
-    tiny run here instead of ~3 s)."""
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(training, "build_pix2pix", _tiny_pix2pix)
-        yield
 
 
 @pytest.fixture
@@ -359,8 +323,11 @@ def test_write_report_sorted_by_error(halving_generator, dataset, tmp_path):
 
 
 @pytest.fixture(scope="module")
-def trained_run(tmp_path_factory, tiny_training):
-    """A freshly trained tiny model on a tiny synthetic facades set (64x64)."""
+def trained_run(tmp_path_factory):
+    """A freshly trained model with 8-filter networks on a tiny synthetic facades set (64x64).
+
+    No direction is given: the synthetic facades folder resolves to "BtoA" by itself, and
+    `evaluate_command` must read it back from the run's ``config.json``."""
     base = tmp_path_factory.mktemp("evaluate_command")
     root = make_synthetic_facades(base / "data", train=8, val=4, test=4, size=64)
     training.train(
@@ -369,7 +336,7 @@ def trained_run(tmp_path_factory, tiny_training):
         epochs=1,
         steps_per_epoch=3,
         image_size=64,
-        direction="BtoA",
+        filters=8,
         seed=0,
         samples=2,
         verbose=0,
