@@ -44,6 +44,8 @@ import tensorflow_datasets as tfds
 from etils import epath
 from PIL import Image
 
+from p2p_keras.synthetic import MANIFEST_NAME
+
 try:
     from tensorflow_datasets.core.download.download_manager import NonMatchingChecksumError
 except ImportError:  # pragma: no cover - moved in some tfds version
@@ -699,7 +701,7 @@ def resolve_dataset(
     """
     path = Path(name_or_dir)
     if path.exists():
-        if (path / "synthetic.json").exists():
+        if (path / MANIFEST_NAME).exists():
             return path, "BtoA"  # the synthetic facades put the photo on the left, like facades
         known = DATASETS.get(path.name)
         return path, known.direction if known else None
