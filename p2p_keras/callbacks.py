@@ -81,7 +81,7 @@ class SampleGrid(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         last_epoch = self.params.get("epochs") == epoch + 1
-        if (epoch + 1) % self.every and not last_epoch:
+        if ((epoch + 1) % self.every and not last_epoch) or not all_finite(logs):
             return
         generated = generate(
             self.model.generator,
