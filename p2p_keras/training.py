@@ -94,6 +94,7 @@ def build_pix2pix(
         shape,
         channels,
         filters=filters,
+        max_filters=8 * filters,  # 512 at the paper's width; narrower networks scale down
         norm=norm,
         skip_connections=skip_connections,
         dropout=dropout,
