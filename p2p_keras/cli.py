@@ -200,6 +200,9 @@ def _add_ablate(commands):
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--data-dir", default="data")
     parser.add_argument("--variants", nargs="+", help="only these variants")
+    parser.add_argument(
+        "--filters", type=int, default=64, help="first-layer width (paper: 64; less is faster)"
+    )
     parser.set_defaults(run=_ablate)
 
 
@@ -216,6 +219,7 @@ def _ablate(args):
         seed=args.seed,
         data_dir=args.data_dir,
         variants=args.variants,
+        filters=args.filters,
         verbose="auto",
     )
     out = args.out or f"runs/ablation_{args.study}"
