@@ -227,6 +227,17 @@ def _ablate(args):
     return 0
 
 
+def _add_bench(commands):
+    from p2p_keras import bench
+
+    parser = commands.add_parser(
+        "bench",
+        help="time the TF tutorial's loop against fit, mixed precision, XLA and the pipeline",
+    )
+    bench.add_arguments(parser)
+    parser.set_defaults(run=bench.run_from_args)
+
+
 def _add_make_synthetic(commands):
     parser = commands.add_parser(
         "make-synthetic", help="write the embedded synthetic facades dataset"
@@ -310,6 +321,7 @@ def build_parser():
         _add_translate,
         _add_evaluate,
         _add_ablate,
+        _add_bench,
         _add_make_synthetic,
         _add_check_data,
         _add_combine,

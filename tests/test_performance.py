@@ -1,0 +1,197 @@
+"""The fast paths train correctly: mixed precision, XLA, MirroredStrategy, and the benchmark.
+
+These tests check correctness, not speed (timings on a shared CI machine mean little); the
+speed itself is what ``python -m p2p_keras bench`` measures.
+"""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from p2p_keras.bench import bench_command, format_table, run_benchmark
+from p2p_keras.training import build_pix2pix
+
+SIZE = 32  # a 5-level U-Net
+
+
+def tiny_model(seed=0, **options):
+    keras.utils.set_random_seed(seed)
+    return build_pix2pix(SIZE, filters=8, **options)
+
+
+def data(n=4, seed=0):
+    rng = np.random.default_rng(seed)
+    x = rng.uniform(-1, 1, (n, SIZE, SIZE, 3)).astype("float32")
+    return x, np.flip(x, axis=2).copy()  # a learnable target: the mirrored input
+
+
+def dataset(batch_size=2, n=4):
+    return tf.data.Dataset.from_tensor_slices(data(n)).batch(batch_size)
+
+
+@pytest.fixture
+def policy():
+    """Sets a global dtype policy for one test and always restores the previous one."""
+    previous = keras.config.dtype_policy()
+
+    def set_policy(name):
+        keras.config.set_dtype_policy(name)
+
+    yield set_policy
+    keras.config.set_dtype_policy(previous)
+
+
+def test_mixed_bfloat16_fit_trains_and_keeps_float32_outputs(policy):
+    policy("mixed_bfloat16")
+    model = tiny_model()
+    model.compile()
+    assert not isinstance(model.generator_optimizer, keras.optimizers.LossScaleOptimizer)
+    conv = model.generator.get_layer("down2_conv")
+    assert conv.compute_dtype == "bfloat16" and conv.kernel.dtype == "float32"
+    before = [v.numpy().copy() for v in model.generator.trainable_variables]
+    history = model.fit(dataset().repeat(), epochs=2, steps_per_epoch=3, verbose=0, shuffle=False)
+    x, y = data(2)
+    assert model.generator(x).dtype == tf.float32  # tanh output layer stays float32
+    assert model.discriminator([x, y]).dtype == tf.float32  # so do the logits
+    for key in ("d_loss", "g_loss", "g_l1"):
+        assert np.isfinite(history.history[key]).all(), history.history
+    assert history.history["g_l1"][-1] < history.history["g_l1"][0]
+    assert int(model.generator_optimizer.iterations.numpy()) == 6
+    moved = [not np.array_equal(b, v.numpy()) for b, v in zip(before, model.generator.trainable_variables)]
+    assert all(moved)
+    assert all(v.dtype == "float32" for v in model.trainable_variables)
+
+
+def test_mixed_float16_fit_uses_loss_scaling_and_trains(policy):
+    policy("mixed_float16")
+    model = tiny_model()
+    model.compile()
+    for optimizer in (model.generator_optimizer, model.discriminator_optimizer):
+        assert isinstance(optimizer, keras.optimizers.LossScaleOptimizer)
+        assert isinstance(optimizer.inner_optimizer, keras.optimizers.Adam)
+    history = model.fit(dataset().repeat(), epochs=2, steps_per_epoch=3, verbose=0, shuffle=False)
+    for key in ("d_loss", "g_loss", "g_gan", "g_l1"):
+        assert np.isfinite(history.history[key]).all(), history.history
+    x, _ = data(2)
+    assert model.generator(x).dtype == tf.float32
+    # Dynamic loss scaling may skip a step whose scaled gradients overflowed, never more.
+    assert 5 <= int(model.generator_optimizer.iterations.numpy()) <= 6
+    assert np.isfinite(float(model.generator_optimizer.dynamic_scale.numpy()))
+
+
+def test_xla_fit_gives_the_same_losses_and_weights_as_plain_fit():
+    runs = []
+    for jit_compile in (False, True):
+        model = tiny_model(dropout=0.0)  # no random ops: XLA's RNG may differ from TF's
+        model.compile(jit_compile=jit_compile)
+        history = model.fit(dataset(), epochs=3, verbose=0, shuffle=False)
+        assert model.jit_compile is jit_compile
+        runs.append((history.history, [v.numpy() for v in model.trainable_variables]))
+    (plain, plain_weights), (xla, xla_weights) = runs
+    for key in ("d_loss", "g_loss", "g_gan", "g_l1"):
+        np.testing.assert_allclose(xla[key], plain[key], rtol=1e-3, atol=1e-5, err_msg=key)
+    for a, b in zip(plain_weights, xla_weights, strict=True):
+        np.testing.assert_allclose(a, b, atol=2e-4)
+
+
+# Runs in a fresh interpreter: the CPU must be split into logical devices before TensorFlow
+# initialises, which pytest's process has long done.
+MIRRORED_SCRIPT = textwrap.dedent(
+    """
+    import json, os
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import numpy as np
+    import tensorflow as tf
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+    import keras
+    from p2p_keras.training import build_pix2pix
+
+    SIZE, GLOBAL_BATCH = 32, 4
+    rng = np.random.default_rng(0)
+    x = rng.uniform(-1, 1, (8, SIZE, SIZE, 3)).astype("float32")
+    y = np.flip(x, axis=2).copy()
+
+    def run(strategy):
+        with strategy.scope():
+            keras.utils.set_random_seed(0)
+            # Instance norm: batch norm would see 2 images per replica instead of 4.
+            model = build_pix2pix(SIZE, filters=8, norm="instance", dropout=0.0)
+            # SGD, not Adam: Adam's step hardly depends on the gradient's scale, so it would
+            # hide gradients summed over replicas without the 1 / replicas scaling.
+            model.compile(keras.optimizers.SGD(0.01), keras.optimizers.SGD(0.01))
+        ds = tf.data.Dataset.from_tensor_slices((x, y)).batch(GLOBAL_BATCH)
+        history = model.fit(ds, epochs=2, verbose=0, shuffle=False)
+        weights = [v.numpy() for v in model.trainable_variables]
+        return history.history, weights, int(model.generator_optimizer.iterations.numpy())
+
+    mirrored = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+    single, single_w, single_it = run(tf.distribute.get_strategy())
+    multi, multi_w, multi_it = run(mirrored)
+    print(json.dumps({
+        "replicas": mirrored.num_replicas_in_sync,
+        "single": single, "mirrored": multi,
+        "iterations": [single_it, multi_it],
+        "max_weight_diff": max(float(np.abs(a - b).max()) for a, b in zip(single_w, multi_w)),
+        "max_weight_change": max(float(np.abs(a).max()) for a in single_w),
+    }))
+    """
+)
+
+
+def test_mirrored_strategy_on_two_cpus_matches_single_device_fit():
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    done = subprocess.run(
+        [sys.executable, "-c", MIRRORED_SCRIPT],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result["replicas"] == 2
+    assert result["iterations"] == [4, 4]  # 2 epochs x 2 global batches, one update each
+    for key in ("d_loss", "g_loss", "g_gan", "g_l1"):
+        np.testing.assert_allclose(
+            result["mirrored"][key], result["single"][key], rtol=1e-4, err_msg=key
+        )
+    assert result["max_weight_diff"] < 1e-5, result["max_weight_diff"]
+
+
+def test_bench_command_prints_a_table_with_ratios(tmp_path, capsys):
+    out = tmp_path / "bench.json"
+    status = bench_command(
+        [
+            "--image-size", "64", "--steps", "2", "--warmup", "1",
+            "--modes", "tutorial", "fit", "--json", str(out),
+        ]
+    )  # fmt: skip
+    printed = capsys.readouterr().out
+    assert status == 0, printed
+    assert "vs tutorial" in printed and "peak RSS" in printed
+    assert "CPU:" in printed and "GPU:" in printed
+    report = json.loads(out.read_text())
+    results = {r["mode"]: r for r in report["results"]}
+    assert set(results) == {"tutorial", "fit"}
+    assert results["tutorial"]["ratio"] == pytest.approx(1.0)
+    fit = results["fit"]
+    assert fit["ratio"] > 0 and fit["images_per_s"] > 0 and len(fit["step_times"]) == 2
+    assert fit["peak_rss_mb"] > 100
+    if not tf.config.list_physical_devices("GPU"):
+        assert fit["jit_compile"] is False  # jit_compile="auto" is off on a CPU
+    assert f"{fit['ratio']:.2f}x" in printed
+    assert format_table(report) in printed
+
+
+def test_run_benchmark_rejects_unknown_modes():
+    with pytest.raises(ValueError, match="unknown mode"):
+        run_benchmark(64, modes=["tutorial", "warp-speed"])
