@@ -166,8 +166,12 @@ def format_table(report):
         f"p2p_keras bench: {cfg['image_size']}x{cfg['image_size']}, batch {cfg['batch_size']}, "
         f"median of {cfg['steps']} timed steps after {cfg['warmup']} warm-up, "
         f"filters {cfg['filters']}, norm {cfg['norm']}"
-        + (f", steps_per_execution {cfg['steps_per_execution']}" if cfg["steps_per_execution"] > 1 else ""),
-        f"CPU: {hw['cpu']} ({hw['cores']} cores{', ' + hw['cpu_features'] if hw['cpu_features'] else ''})",
+        + (
+            f", steps_per_execution {cfg['steps_per_execution']}"
+            if cfg["steps_per_execution"] > 1
+            else ""
+        ),
+        f"CPU: {hw['cpu']} ({hw['cores']} cores{_features(hw)})",
         f"GPU: {hw.get('gpu') or 'none'}",
         f"TensorFlow {hw['tensorflow']}, Keras {hw['keras']}, Python {hw['python']}; "
         f"load average before {_fmt_load(hw.get('load_before'))}, "
@@ -212,8 +216,11 @@ def format_table(report):
         lines += [""] + notes
     quality = report.get("quality")
     if quality:
-        lines += ["", f"quality: validation L1 after {quality['steps']} steps at "
-                  f"{quality['image_size']}x{quality['image_size']} (same seed and data)"]
+        lines += [
+            "",
+            f"quality: validation L1 after {quality['steps']} steps at "
+            f"{quality['image_size']}x{quality['image_size']} (same seed and data)",
+        ]
         for run in quality["runs"]:
             if "error" in run:
                 lines.append(f"  {run['policy']:<15} FAILED: {run['error'].splitlines()[-1][:90]}")
@@ -223,6 +230,10 @@ def format_table(report):
                     f"{run['val_l1_untrained']:.4f}), {run['images_per_s']:.1f} img/s"
                 )
     return "\n".join(lines)
+
+
+def _features(hw):
+    return f", {hw['cpu_features']}" if hw["cpu_features"] else ""
 
 
 def hardware_info():
@@ -375,7 +386,11 @@ def run_worker(mode, config, timeout=None):
                 command, env=env, capture_output=True, text=True, timeout=timeout, check=False
             )
         except subprocess.TimeoutExpired:
-            return {"mode": mode, "description": MODES.get(mode, mode), "error": f"timed out after {timeout} s"}
+            return {
+                "mode": mode,
+                "description": MODES.get(mode, mode),
+                "error": f"timed out after {timeout} s",
+            }
         if done.returncode == 0 and result_path.exists():
             return json.loads(result_path.read_text())
         tail = "\n".join((done.stdout + done.stderr).strip().splitlines()[-15:])
@@ -404,15 +419,17 @@ def _quality(config, steps, size, timeout, verbose):
 
 
 def _add_ratios(results):
-    reference = next(
-        (r for r in results if r["mode"] == REFERENCE and r.get("images_per_s")), None
-    )
+    reference = next((r for r in results if r["mode"] == REFERENCE and r.get("images_per_s")), None)
     for result in results:
         if reference is not None and result.get("images_per_s"):
             result["ratio"] = result["images_per_s"] / reference["images_per_s"]
         else:
             result["ratio"] = None
-        if reference is not None and result.get("cpu_s_per_step") and reference.get("cpu_s_per_step"):
+        if (
+            reference is not None
+            and result.get("cpu_s_per_step")
+            and reference.get("cpu_s_per_step")
+        ):
             result["cpu_ratio"] = reference["cpu_s_per_step"] / result["cpu_s_per_step"]
     training = [r for r in results if r.get("kind") == "train" and r.get("images_per_s")]
     for result in results:
@@ -443,7 +460,7 @@ def _notes(result):
             f"{result.get('jit_compile')}, optimizer {result.get('optimizer')}"
         )
     if mode == "fit":
-        return f"fit: jit_compile=\"auto\" resolved to {result.get('jit_compile')}"
+        return f'fit: jit_compile="auto" resolved to {result.get("jit_compile")}'
     if mode == "pipeline":
         text = (
             f"pipeline: {result['files']} JPEGs in {result['data']}; cached epochs "
@@ -616,14 +633,12 @@ def _run_tutorial(config):
             gen_total_loss, _, _ = generator_loss(disc_generated_output, gen_output, target)
             disc_loss = discriminator_loss(disc_real_output, disc_generated_output)
         generator_gradients = gen_tape.gradient(gen_total_loss, generator.trainable_variables)
-        discriminator_gradients = disc_tape.gradient(
-            disc_loss, discriminator.trainable_variables
-        )
+        discriminator_gradients = disc_tape.gradient(disc_loss, discriminator.trainable_variables)
         generator_optimizer.apply_gradients(
-            zip(generator_gradients, generator.trainable_variables)
+            zip(generator_gradients, generator.trainable_variables, strict=True)
         )
         discriminator_optimizer.apply_gradients(
-            zip(discriminator_gradients, discriminator.trainable_variables)
+            zip(discriminator_gradients, discriminator.trainable_variables, strict=True)
         )
         return gen_total_loss, disc_loss
 
@@ -771,7 +786,7 @@ def _run_breakdown(config):
     import keras
     import tensorflow as tf
 
-    from p2p_keras.losses import discriminator_loss, generator_gan_loss, l1_loss
+    from p2p_keras.losses import generator_gan_loss, l1_loss
     from p2p_keras.model import Pix2Pix
 
     keras.utils.set_random_seed(0)

@@ -64,7 +64,10 @@ def test_mixed_bfloat16_fit_trains_and_keeps_float32_outputs(policy):
         assert np.isfinite(history.history[key]).all(), history.history
     assert history.history["g_l1"][-1] < history.history["g_l1"][0]
     assert int(model.generator_optimizer.iterations.numpy()) == 6
-    moved = [not np.array_equal(b, v.numpy()) for b, v in zip(before, model.generator.trainable_variables)]
+    moved = [
+        not np.array_equal(b, v.numpy())
+        for b, v in zip(before, model.generator.trainable_variables, strict=True)
+    ]
     assert all(moved)
     assert all(v.dtype == "float32" for v in model.trainable_variables)
 
