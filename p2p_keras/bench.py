@@ -93,7 +93,7 @@ def run_benchmark(
             synthetic facades at 256 under `data_dir` (written on first use).
         data_dir: where the synthetic facades are written or datasets are found.
         filters: first-layer width of both networks (64 in the paper).
-        norm: "batch", "instance" or None, for both networks.
+        norm: "batch", "sync_batch", "instance" or None, for both networks.
         steps_per_execution: passed to `compile` in the `fit` modes.
         mixed_policy: the ``mixed`` mode's policy; default "mixed_float16" when a GPU is
             visible, else "mixed_bfloat16".
@@ -295,7 +295,9 @@ def add_arguments(parser):
     parser.add_argument("--data", help="dataset folder or name (default: synthetic facades)")
     parser.add_argument("--data-dir", default="data", help="where datasets live (default data)")
     parser.add_argument("--filters", type=int, default=64, help="network width (default 64)")
-    parser.add_argument("--norm", choices=("batch", "instance", "none"), default="batch")
+    parser.add_argument(
+        "--norm", choices=("batch", "sync_batch", "instance", "none"), default="batch"
+    )
     parser.add_argument("--steps-per-execution", type=int, default=1)
     parser.add_argument(
         "--mixed-policy",

@@ -35,7 +35,9 @@ def _add_train(commands):
     parser.add_argument("--gan-loss", choices=("vanilla", "lsgan"), default="vanilla")
     parser.add_argument("--l1-weight", type=float, default=100.0, help="lambda (paper: 100)")
     parser.add_argument("--lr", type=float, default=2e-4, dest="learning_rate")
-    parser.add_argument("--norm", choices=("batch", "instance", "none"), default="batch")
+    parser.add_argument(
+        "--norm", choices=("batch", "sync_batch", "instance", "none"), default="batch"
+    )
     parser.add_argument("--patch-size", type=int, default=70, choices=(1, 16, 34, 70, 142, 286))
     parser.add_argument("--seed", type=int)
     parser.add_argument(

@@ -39,7 +39,8 @@ def build_patchgan_discriminator(
             16, 286 (ImageGAN at 256x256), or 34 / 142.
         conditional: whether the input image is shown to the discriminator.
         filters: filters of the first layer (the paper's ndf, 64); doubled per layer up to 8x.
-        norm: "batch" (paper), "instance", or None.
+        norm: "batch" (paper), "sync_batch" (batch norm over all replicas), "instance",
+            or None.
         name: model name; defaults to "patchgan_{patch_size}".
 
     Returns:
@@ -109,7 +110,7 @@ def _pixel_layers(x, filters, norm, use_bias):
     x = layers.Conv2D(
         filters * 2, 1, use_bias=use_bias, kernel_initializer=conv_init(), name="pixel2_conv"
     )(x)
-    norm_layer = normalization(norm, f"pixel2_{norm}norm")
+    norm_layer = normalization(norm, "pixel2")
     if norm_layer is not None:
         x = norm_layer(x)
     x = layers.LeakyReLU(negative_slope=0.2, name="pixel2_lrelu")(x)

@@ -67,7 +67,8 @@ def build_unet_generator(
         filters: filters of the first encoder layer (the paper's ngf, 64); they double per level.
         max_filters: cap on the filters per layer (512).
         dropout: dropout rate of the decoder's first blocks; 0 disables them.
-        norm: "batch" (paper), "instance", or None.
+        norm: "batch" (paper), "sync_batch" (batch norm over all replicas), "instance",
+            or None.
         skip_connections: False gives the paper's encoder-decoder ablation (no U-Net skips).
         name: model name; defaults to "unet_generator" or "encoder_decoder_generator".
 

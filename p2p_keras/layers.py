@@ -8,7 +8,7 @@ N(0, 0.02) as in the official code.
 import keras
 from keras import layers
 
-NORMS = ("batch", "instance", None)
+NORMS = ("batch", "sync_batch", "instance", None)
 
 
 def conv_init():
@@ -22,32 +22,38 @@ def check_norm(norm):
         raise ValueError(f"norm must be one of {NORMS}, got {norm!r}")
 
 
-def normalization(norm, name):
+def normalization(norm, prefix):
     """The normalisation layer for `norm`, or None.
 
-    "batch" is BatchNormalization with gamma ~ N(1, 0.02) as in the official code. "instance" is
-    GroupNormalization with one group per channel and no affine parameters, which is exactly
-    PyTorch's `InstanceNorm2d(affine=False)` used by the official code; unlike batch norm it
-    behaves the same at any batch size and on any number of devices.
+    "batch" is BatchNormalization with gamma ~ N(1, 0.02) as in the official code. "sync_batch"
+    is the same layer computing its statistics over the global batch of all replicas of a
+    `tf.distribute` strategy (``synchronized=True``; PyTorch's ``SyncBatchNorm``): use it to
+    train on several GPUs with batch norm and get what one device with the whole batch would
+    compute. It has the same weights and layer names as "batch", so checkpoints move between
+    the two. "instance" is GroupNormalization with one group per channel and no affine
+    parameters, which is exactly PyTorch's `InstanceNorm2d(affine=False)` used by the official
+    code; unlike batch norm it behaves the same at any batch size and on any number of devices.
 
     Args:
-        norm: "batch", "instance" or None.
-        name: layer name.
+        norm: "batch", "sync_batch", "instance" or None.
+        prefix: the block's name; the layer is named ``{prefix}_batchnorm`` or
+            ``{prefix}_instancenorm``.
 
     Returns:
         A Keras layer, or None when `norm` is None.
     """
     check_norm(norm)
-    if norm == "batch":
+    if norm in ("batch", "sync_batch"):
         return layers.BatchNormalization(
             momentum=0.9,
             epsilon=1e-5,
             gamma_initializer=keras.initializers.RandomNormal(1.0, 0.02),
-            name=name,
+            synchronized=norm == "sync_batch",
+            name=f"{prefix}_batchnorm",
         )
     if norm == "instance":
         return layers.GroupNormalization(
-            groups=-1, epsilon=1e-5, center=False, scale=False, name=name
+            groups=-1, epsilon=1e-5, center=False, scale=False, name=f"{prefix}_instancenorm"
         )
     return None
 
@@ -65,7 +71,7 @@ def conv_block(
         use_bias: whether the convolution has a bias. Networks decide this once for all their
             blocks, as the official code does: no bias when the network is normalised (the
             norm's shift replaces it), even in the blocks that skip the norm.
-        norm: "batch", "instance" or None for this block.
+        norm: "batch", "sync_batch", "instance" or None for this block.
         activation: "leaky_relu" (slope 0.2, the paper's encoder) or None.
         padding: "same", or "valid" after an explicit ZeroPadding2D.
 
@@ -81,7 +87,7 @@ def conv_block(
         kernel_initializer=conv_init(),
         name=f"{name}_conv",
     )(x)
-    norm_layer = normalization(norm, f"{name}_{norm}norm")
+    norm_layer = normalization(norm, name)
     if norm_layer is not None:
         x = norm_layer(x)
     if activation == "leaky_relu":
@@ -99,7 +105,7 @@ def upsample_block(x, filters, *, name, use_bias, norm="batch", dropout=0.0):
         filters: number of output channels ``k``.
         name: prefix for the block's layer names.
         use_bias: whether the transposed convolution has a bias (see `conv_block`).
-        norm: "batch", "instance" or None.
+        norm: "batch", "sync_batch", "instance" or None.
         dropout: dropout rate; 0 for none.
 
     Returns:
@@ -114,7 +120,7 @@ def upsample_block(x, filters, *, name, use_bias, norm="batch", dropout=0.0):
         kernel_initializer=conv_init(),
         name=f"{name}_convT",
     )(x)
-    norm_layer = normalization(norm, f"{name}_{norm}norm")
+    norm_layer = normalization(norm, name)
     if norm_layer is not None:
         x = norm_layer(x)
     if dropout:

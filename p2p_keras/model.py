@@ -9,11 +9,7 @@ from p2p_keras.losses import (
     generator_gan_loss,
     l1_loss,
 )
-
-
-def default_optimizer():
-    """The paper's optimizer: Adam, learning rate 2e-4, beta_1 = 0.5 (beta_2 = 0.999)."""
-    return keras.optimizers.Adam(learning_rate=2e-4, beta_1=0.5, beta_2=0.999)
+from p2p_keras.optimizers import default_optimizer
 
 
 @keras.saving.register_keras_serializable(package="p2p_keras")
@@ -41,7 +37,7 @@ class Pix2Pix(keras.Model):
 
     Example:
     >>> model = Pix2Pix(build_unet_generator(), build_patchgan_discriminator())
-    >>> model.compile()                      # Adam(2e-4, beta_1=0.5) for both, lambda = 100
+    >>> model.compile()                      # fused Adam(2e-4, beta_1=0.5) for both, lambda = 100
     >>> history = model.fit(train_ds, validation_data=val_ds, epochs=200)
     >>> fake = model(inputs)                 # the generator, in inference mode
     """

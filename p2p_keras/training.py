@@ -25,6 +25,7 @@ from p2p_keras.discriminator import build_patchgan_discriminator
 from p2p_keras.generator import build_unet_generator
 from p2p_keras.inference import atomic_path, save_atomic
 from p2p_keras.model import Pix2Pix
+from p2p_keras.optimizers import default_optimizer
 
 SYNTHETIC_DIR = "synthetic_facades"
 
@@ -77,7 +78,7 @@ def build_pix2pix(
     Args:
         image_size: int or (height, width).
         channels: image channels (input and output).
-        norm: "batch", "instance" or None, for both networks.
+        norm: "batch", "sync_batch", "instance" or None, for both networks.
         skip_connections: U-Net (True) or the encoder-decoder ablation.
         patch_size: the discriminator's receptive field: 1, 16, 70 or 286.
         conditional: whether the discriminator sees the input image.
@@ -193,7 +194,7 @@ def train(
         l1_weight: lambda (100).
         gan_weight: weight of the adversarial loss (0 = L1 only).
         learning_rate: Adam's initial rate for both networks (2e-4).
-        norm: "batch", "instance" or None.
+        norm: "batch", "sync_batch", "instance" or None.
         skip_connections: U-Net (True) or encoder-decoder.
         patch_size: discriminator receptive field (1, 16, 70, 286).
         conditional: conditional (cGAN) or unconditional (GAN) discriminator.
@@ -247,8 +248,8 @@ def train(
         filters=filters,
     )
     model.compile(
-        keras.optimizers.Adam(learning_rate, beta_1=0.5),
-        keras.optimizers.Adam(learning_rate, beta_1=0.5),
+        default_optimizer(learning_rate),
+        default_optimizer(learning_rate),
         gan_loss=gan_loss,
         l1_weight=l1_weight,
         gan_weight=gan_weight,

@@ -10,6 +10,7 @@ import tensorflow as tf
 from p2p_keras.discriminator import build_patchgan_discriminator
 from p2p_keras.losses import discriminator_loss, generator_gan_loss, l1_loss
 from p2p_keras.model import Pix2Pix
+from p2p_keras.optimizers import FusedAdam
 
 SHAPE = (32, 32, 3)
 
@@ -41,7 +42,7 @@ def test_compile_defaults_are_the_papers():
     model = small_model()
     model.compile()
     for optimizer in (model.generator_optimizer, model.discriminator_optimizer):
-        assert isinstance(optimizer, keras.optimizers.Adam)
+        assert isinstance(optimizer, FusedAdam)  # keras.optimizers.Adam, fused update
         assert float(optimizer.learning_rate) == pytest.approx(2e-4)
         assert optimizer.beta_1 == 0.5 and optimizer.beta_2 == 0.999
     assert model.generator_optimizer is not model.discriminator_optimizer
