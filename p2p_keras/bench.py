@@ -237,18 +237,10 @@ def _features(hw):
 
 
 def hardware_info():
-    """CPU model and features, core count, versions (no TensorFlow import: workers add GPUs)."""
-    cpu, flags = None, set()
-    try:
-        for line in pathlib.Path("/proc/cpuinfo").read_text().splitlines():
-            key, _, value = (part.strip() for part in line.partition(":"))
-            if key == "model name" and cpu is None:
-                cpu = value
-            elif key == "flags" and not flags:
-                flags = set(value.split())
-    except OSError:  # not Linux
-        pass
-    cpu = cpu or platform.processor() or platform.machine()
+    """CPU model and features, core count, versions (the workers add the GPU)."""
+    from p2p_keras.precision import cpu_info
+
+    cpu, flags = cpu_info()
     wanted = ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile")
     info = {
         "cpu": cpu,

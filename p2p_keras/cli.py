@@ -8,6 +8,8 @@ import argparse
 import pathlib
 import sys
 
+from p2p_keras.precision import PRECISIONS
+
 
 def _size(text):
     """Parses "256" or "256x512" (height x width)."""
@@ -39,6 +41,16 @@ def _add_train(commands):
         "--norm", choices=("batch", "sync_batch", "instance", "none"), default="batch"
     )
     parser.add_argument("--patch-size", type=int, default=70, choices=(1, 16, 34, 70, 142, 286))
+    parser.add_argument(
+        "--filters", type=int, default=64, help="first-layer width (paper: 64; less is faster)"
+    )
+    parser.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        default="float32",
+        help="float32 (paper), mixed_bfloat16, mixed_float16, or auto: mixed float16 on a GPU, "
+        "mixed bfloat16 on a CPU with AVX512-BF16/AMX, else float32",
+    )
     parser.add_argument("--seed", type=int)
     parser.add_argument(
         "--deterministic",
@@ -74,6 +86,8 @@ def _train(args):
         learning_rate=args.learning_rate,
         norm=None if args.norm == "none" else args.norm,
         patch_size=args.patch_size,
+        filters=args.filters,
+        precision=args.precision,
         seed=args.seed,
         deterministic=args.deterministic,
         resume=args.resume,

@@ -67,8 +67,9 @@ class Pix2Pix(keras.Model):
     ):
         """Configures training.
 
-        Under a "mixed_float16" dtype policy each optimizer is wrapped in a
-        `keras.optimizers.LossScaleOptimizer` (dynamic loss scaling), unless it already is one.
+        When a network computes in float16 (built under the "mixed_float16" dtype policy), its
+        optimizer is wrapped in a `keras.optimizers.LossScaleOptimizer` (dynamic loss scaling),
+        unless it already is one.
 
         Args:
             generator_optimizer: optimizer for the generator; default `default_optimizer()`.
@@ -84,9 +85,11 @@ class Pix2Pix(keras.Model):
         """
         check_gan_loss(gan_loss)
         super().compile(optimizer=None, **kwargs)
-        self.generator_optimizer = _with_loss_scaling(generator_optimizer or default_optimizer())
+        self.generator_optimizer = _with_loss_scaling(
+            generator_optimizer or default_optimizer(), [self.generator]
+        )
         self.discriminator_optimizer = _with_loss_scaling(
-            discriminator_optimizer or default_optimizer()
+            discriminator_optimizer or default_optimizer(), [self.discriminator]
         )
         self.gan_loss = gan_loss
         self.l1_weight = float(l1_weight)
@@ -191,10 +194,11 @@ class Pix2Pix(keras.Model):
         self.compile(**config)
 
 
-def _with_loss_scaling(optimizer):
-    """Wraps `optimizer` for dynamic loss scaling when the global policy is mixed_float16."""
-    policy = keras.config.dtype_policy()
-    needs_scaling = policy.compute_dtype == "float16"
+def _with_loss_scaling(optimizer, networks):
+    """Wraps `optimizer` for dynamic loss scaling when one of `networks` computes in float16."""
+    needs_scaling = any(
+        layer.compute_dtype == "float16" for network in networks for layer in network.layers
+    )
     if needs_scaling and not isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
         return keras.optimizers.LossScaleOptimizer(optimizer)
     return optimizer

@@ -26,6 +26,7 @@ from p2p_keras.generator import build_unet_generator
 from p2p_keras.inference import atomic_path, save_atomic
 from p2p_keras.model import Pix2Pix
 from p2p_keras.optimizers import default_optimizer
+from p2p_keras.precision import dtype_policy, resolve_precision
 
 SYNTHETIC_DIR = "synthetic_facades"
 
@@ -72,6 +73,7 @@ def build_pix2pix(
     conditional=True,
     dropout=0.5,
     filters=64,
+    precision="float32",
 ):
     """Builds an uncompiled `Pix2Pix` with the paper's networks (or an ablation of them).
 
@@ -85,30 +87,34 @@ def build_pix2pix(
         dropout: the generator's dropout rate.
         filters: width of the first layer of both networks (the paper's ngf = ndf = 64);
             smaller values give quick experiments with the same architecture.
+        precision: "float32" (paper), "mixed_bfloat16", "mixed_float16" or "auto" (see
+            `resolve_precision`): the dtype policy the networks compute in. Weights stay
+            float32 and so do the generator's output and the discriminator's logits.
 
     Returns:
         A `Pix2Pix` model.
     """
     height, width = (image_size, image_size) if isinstance(image_size, int) else image_size
     shape = (height, width, channels)
-    generator = build_unet_generator(
-        shape,
-        channels,
-        filters=filters,
-        max_filters=8 * filters,  # 512 at the paper's width; narrower networks scale down
-        norm=norm,
-        skip_connections=skip_connections,
-        dropout=dropout,
-    )
-    discriminator = build_patchgan_discriminator(
-        shape,
-        channels,
-        filters=filters,
-        patch_size=patch_size,
-        conditional=conditional,
-        norm=norm,
-    )
-    return Pix2Pix(generator, discriminator, name="pix2pix")
+    with dtype_policy(resolve_precision(precision)):
+        generator = build_unet_generator(
+            shape,
+            channels,
+            filters=filters,
+            max_filters=8 * filters,  # 512 at the paper's width; narrower networks scale down
+            norm=norm,
+            skip_connections=skip_connections,
+            dropout=dropout,
+        )
+        discriminator = build_patchgan_discriminator(
+            shape,
+            channels,
+            filters=filters,
+            patch_size=patch_size,
+            conditional=conditional,
+            norm=norm,
+        )
+        return Pix2Pix(generator, discriminator, name="pix2pix")
 
 
 def enable_determinism():
@@ -165,6 +171,7 @@ def train(
     patch_size=70,
     conditional=True,
     filters=64,
+    precision="float32",
     seed=None,
     deterministic=False,
     resume=False,
@@ -199,6 +206,8 @@ def train(
         patch_size: discriminator receptive field (1, 16, 70, 286).
         conditional: conditional (cGAN) or unconditional (GAN) discriminator.
         filters: first-layer width of both networks (64 in the paper).
+        precision: "float32" (paper), "mixed_bfloat16", "mixed_float16", or "auto": mixed
+            float16 on a GPU, mixed bfloat16 on a CPU with AVX512-BF16/AMX, else float32.
         seed: seed for weights, data order, jitter and dropout.
         deterministic: also make TensorFlow's ops deterministic, so that a seeded run gives
             bit-identical weights on the same machine (slower on GPUs).
@@ -246,6 +255,7 @@ def train(
         patch_size=patch_size,
         conditional=conditional,
         filters=filters,
+        precision=precision,
     )
     model.compile(
         default_optimizer(learning_rate),
@@ -295,6 +305,7 @@ def train(
         "patch_size": patch_size,
         "conditional": conditional,
         "filters": filters,
+        "precision": resolve_precision(precision),
         "seed": seed,
         "deterministic": deterministic,
         "backup_every": backup_every,

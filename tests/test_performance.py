@@ -212,3 +212,42 @@ def test_bench_command_prints_a_table_with_ratios(tmp_path, capsys):
 def test_run_benchmark_rejects_unknown_modes():
     with pytest.raises(ValueError, match="unknown mode"):
         run_benchmark(64, modes=["tutorial", "warp-speed"])
+
+
+def test_resolve_precision_picks_bfloat16_only_on_cpus_that_have_it(monkeypatch):
+    from p2p_keras import precision
+
+    monkeypatch.setattr(precision.tf.config, "list_physical_devices", lambda kind: [])
+    monkeypatch.setattr(precision, "cpu_info", lambda: ("cpu", {"avx2", "avx512_bf16"}))
+    assert precision.resolve_precision("auto") == "mixed_bfloat16"
+    monkeypatch.setattr(precision, "cpu_info", lambda: ("cpu", {"avx2", "avx512f"}))
+    assert precision.resolve_precision("auto") == "float32"
+    monkeypatch.setattr(precision.tf.config, "list_physical_devices", lambda kind: ["gpu:0"])
+    assert precision.resolve_precision("auto") == "mixed_float16"
+    assert precision.resolve_precision("float32") == "float32"
+    with pytest.raises(ValueError, match="precision must be one of"):
+        precision.resolve_precision("float8")
+
+
+def test_build_pix2pix_precision_leaves_the_global_policy_alone():
+    from p2p_keras.precision import dtype_policy
+
+    model = tiny_model(precision="mixed_bfloat16")
+    assert keras.config.dtype_policy().name == "float32"
+    conv = model.generator.get_layer("down2_conv")
+    assert conv.compute_dtype == "bfloat16" and conv.kernel.dtype == "float32"
+    x, y = data(2)
+    assert model.generator(x).dtype == tf.float32
+    assert model.discriminator([x, y]).dtype == tf.float32
+    model.compile()
+    assert isinstance(model.generator_optimizer, FusedAdam)  # bfloat16 needs no loss scaling
+
+    half = tiny_model(precision="mixed_float16")
+    half.compile()  # float16 networks get loss scaling even under a float32 global policy
+    assert isinstance(half.generator_optimizer, keras.optimizers.LossScaleOptimizer)
+    assert isinstance(half.discriminator_optimizer, keras.optimizers.LossScaleOptimizer)
+
+    with pytest.raises(RuntimeError), dtype_policy("mixed_float16"):
+        assert keras.config.dtype_policy().name == "mixed_float16"
+        raise RuntimeError
+    assert keras.config.dtype_policy().name == "float32"

@@ -126,9 +126,15 @@ def test_train_then_translate_from_the_command_line(synthetic, tmp_path, capsys)
     out = tmp_path / "run"
     status = cli.main(
         ["train", "--data", str(synthetic), "--out", str(out), "--epochs", "1",
-         "--steps-per-epoch", "2", "--image-size", str(SIZE), "--direction", "BtoA"]
+         "--steps-per-epoch", "2", "--image-size", str(SIZE), "--direction", "BtoA",
+         "--filters", "16", "--precision", "mixed_bfloat16"]
     )  # fmt: skip
     assert status == 0 and (out / "generator.keras").is_file()
+    config = json.loads((out / "config.json").read_text())
+    assert config["precision"] == "mixed_bfloat16" and config["filters"] == 16
+    saved = keras.saving.load_model(out / "generator.keras")
+    assert saved.get_layer("down2_conv").compute_dtype == "bfloat16"
+    assert saved.get_layer("down1_conv").kernel.shape[-1] == 16
     photo = tmp_path / "photo.png"
     Image.fromarray(np.random.default_rng(0).integers(0, 256, (90, 120), np.uint8)).save(photo)
     status = cli.main(

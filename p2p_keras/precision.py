@@ -1,0 +1,88 @@
+"""Mixed precision: which dtype policy to train in, and building networks under one.
+
+Under a mixed policy the convolutions compute in 16 bits while the weights stay float32, so the
+optimizer still adds tiny updates to full-precision weights. "mixed_float16" is the GPU's fast
+type and needs loss scaling (`Pix2Pix.compile` adds it); "mixed_bfloat16" keeps float32's range
+and is fast on CPUs with native bfloat16 instructions (AVX512-BF16 or AMX) and on TPUs. On a CPU
+without them it is much slower than float32, which is why "auto" checks.
+"""
+
+import contextlib
+import pathlib
+import platform
+
+import keras
+import tensorflow as tf
+
+PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16", "auto")
+BFLOAT16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")
+
+
+def cpu_info():
+    """The CPU's model name and its feature flags, from /proc/cpuinfo (empty off Linux).
+
+    Returns:
+        ``(model, flags)``: a string and a set of strings such as "avx512_bf16".
+    """
+    model, flags = None, set()
+    try:
+        for line in pathlib.Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = (part.strip() for part in line.partition(":"))
+            if key == "model name" and model is None:
+                model = value
+            elif key == "flags" and not flags:
+                flags = set(value.split())
+    except OSError:  # not Linux
+        pass
+    return model or platform.processor() or platform.machine(), flags
+
+
+def resolve_precision(precision="auto"):
+    """The dtype policy name for `precision`, with "auto" decided for this machine.
+
+    "auto" is "mixed_float16" when TensorFlow sees a GPU, "mixed_bfloat16" on a CPU with
+    AVX512-BF16 or AMX, else "float32".
+
+    Args:
+        precision: one of `PRECISIONS`.
+
+    Returns:
+        "float32", "mixed_bfloat16" or "mixed_float16".
+
+    Raises:
+        ValueError: `precision` is not one of `PRECISIONS`.
+    """
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+    if precision != "auto":
+        return precision
+    if tf.config.list_physical_devices("GPU"):
+        return "mixed_float16"
+    _, flags = cpu_info()
+    if any(flag in flags for flag in BFLOAT16_CPU_FLAGS):
+        return "mixed_bfloat16"
+    return "float32"
+
+
+@contextlib.contextmanager
+def dtype_policy(name):
+    """Sets Keras' global dtype policy inside the ``with`` block, and restores it after.
+
+    Layers take the global policy when they are created, so networks built inside the block
+    keep it; nothing else in the process is affected.
+
+    Args:
+        name: a dtype policy name, e.g. "mixed_bfloat16".
+
+    Example:
+    >>> with dtype_policy("mixed_bfloat16"):
+    ...     generator = build_unet_generator()
+    >>> generator.get_layer("down2_conv").compute_dtype
+    'bfloat16'
+    """
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(name)
+    try:
+        yield
+    finally:
+        keras.config.set_dtype_policy(previous)
