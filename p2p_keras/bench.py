@@ -834,6 +834,15 @@ def _run_breakdown(config):
         model.discriminator_optimizer.apply(d_grads, d_vars)
         return tf.constant(0.0)
 
+    keras_adam_g = keras.optimizers.Adam(2e-4, beta_1=0.5)
+    keras_adam_d = keras.optimizers.Adam(2e-4, beta_1=0.5)
+
+    @tf.function
+    def keras_adam():
+        keras_adam_g.apply(g_grads, g_vars)
+        keras_adam_d.apply(d_grads, d_vars)
+        return tf.constant(0.0)
+
     @tf.function
     def pix2pix_step():
         return model.train_step((x, y))["g_loss"]
@@ -845,19 +854,23 @@ def _run_breakdown(config):
         "D forward (1 pair)": d_forward,
         "D forward+backward, weights": d_forward_backward_weights,
         "D forward+backward, input": d_forward_backward_input,
-        "Adam update G (54M)": adam_g,
-        "Adam update D": adam_d,
+        "Adam update G (54M), fused": adam_g,
+        "Adam update D, fused": adam_d,
+        "Adam update G+D, Keras' Adam": keras_adam,
         "Pix2Pix.train_step": pix2pix_step,
     }
     timings = {name: _median_call(fn, repeats) for name, fn in parts.items()}
     # What a step costs, assembled from the parts.
     g_fb, d_f = timings["G forward+backward"], timings["D forward (1 pair)"]
     d_w, d_i = timings["D forward+backward, weights"], timings["D forward+backward, input"]
-    adam = timings["Adam update G (54M)"] + timings["Adam update D"]
+    fused_adam = timings["Adam update G (54M), fused"] + timings["Adam update D, fused"]
     # tutorial: G, D on 2 pairs, D's weight gradients for both, D's input gradient for the
-    # fake pair. Pix2Pix.train_step: the same plus one more D forward (D is updated first).
-    timings["sum of parts: tutorial step"] = g_fb + 2 * d_w + d_i - d_f + adam
-    timings["sum of parts: Pix2Pix step"] = g_fb + 2 * d_w + d_i + adam
+    # fake pair, Keras' Adam. Pix2Pix.train_step: one more D forward (D is updated first),
+    # the fused Adam.
+    timings["sum of parts: tutorial step"] = (
+        g_fb + 2 * d_w + d_i - d_f + timings["Adam update G+D, Keras' Adam"]
+    )
+    timings["sum of parts: Pix2Pix step"] = g_fb + 2 * d_w + d_i + fused_adam
     timings = {name: round(value, 4) for name, value in timings.items()}
     step = timings["Pix2Pix.train_step"]
     return {

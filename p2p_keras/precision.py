@@ -41,17 +41,20 @@ def resolve_precision(precision="auto"):
     """The dtype policy name for `precision`, with "auto" decided for this machine.
 
     "auto" is "mixed_float16" when TensorFlow sees a GPU, "mixed_bfloat16" on a CPU with
-    AVX512-BF16 or AMX, else "float32".
+    AVX512-BF16 or AMX, else "float32". None is Keras' global dtype policy.
 
     Args:
-        precision: one of `PRECISIONS`.
+        precision: one of `PRECISIONS`, or None.
 
     Returns:
-        "float32", "mixed_bfloat16" or "mixed_float16".
+        A dtype policy name: "float32", "mixed_bfloat16" or "mixed_float16" (or, for None,
+        whatever the global policy is).
 
     Raises:
-        ValueError: `precision` is not one of `PRECISIONS`.
+        ValueError: `precision` is not one of `PRECISIONS` or None.
     """
+    if precision is None:
+        return keras.config.dtype_policy().name
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
     if precision != "auto":

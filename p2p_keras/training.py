@@ -73,7 +73,7 @@ def build_pix2pix(
     conditional=True,
     dropout=0.5,
     filters=64,
-    precision="float32",
+    precision=None,
 ):
     """Builds an uncompiled `Pix2Pix` with the paper's networks (or an ablation of them).
 
@@ -88,8 +88,9 @@ def build_pix2pix(
         filters: width of the first layer of both networks (the paper's ngf = ndf = 64);
             smaller values give quick experiments with the same architecture.
         precision: "float32" (paper), "mixed_bfloat16", "mixed_float16" or "auto" (see
-            `resolve_precision`): the dtype policy the networks compute in. Weights stay
-            float32 and so do the generator's output and the discriminator's logits.
+            `resolve_precision`): the dtype policy the networks compute in; None (default):
+            Keras' global policy, float32 unless set. Weights stay float32 and so do the
+            generator's output and the discriminator's logits.
 
     Returns:
         A `Pix2Pix` model.
@@ -171,7 +172,7 @@ def train(
     patch_size=70,
     conditional=True,
     filters=64,
-    precision="float32",
+    precision=None,
     seed=None,
     deterministic=False,
     resume=False,
@@ -207,7 +208,8 @@ def train(
         conditional: conditional (cGAN) or unconditional (GAN) discriminator.
         filters: first-layer width of both networks (64 in the paper).
         precision: "float32" (paper), "mixed_bfloat16", "mixed_float16", or "auto": mixed
-            float16 on a GPU, mixed bfloat16 on a CPU with AVX512-BF16/AMX, else float32.
+            float16 on a GPU, mixed bfloat16 on a CPU with AVX512-BF16/AMX, else float32;
+            None (default): Keras' global dtype policy, float32 unless set.
         seed: seed for weights, data order, jitter and dropout.
         deterministic: also make TensorFlow's ops deterministic, so that a seeded run gives
             bit-identical weights on the same machine (slower on GPUs).

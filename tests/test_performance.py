@@ -225,6 +225,7 @@ def test_resolve_precision_picks_bfloat16_only_on_cpus_that_have_it(monkeypatch)
     monkeypatch.setattr(precision.tf.config, "list_physical_devices", lambda kind: ["gpu:0"])
     assert precision.resolve_precision("auto") == "mixed_float16"
     assert precision.resolve_precision("float32") == "float32"
+    assert precision.resolve_precision(None) == "float32"  # the global policy
     with pytest.raises(ValueError, match="precision must be one of"):
         precision.resolve_precision("float8")
 
