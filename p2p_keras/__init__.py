@@ -33,6 +33,7 @@ from p2p_keras.losses import (
     l1_loss,
 )
 from p2p_keras.model import Pix2Pix
+from p2p_keras.optimizers import FusedAdam
 from p2p_keras.synthetic import make_synthetic_facades, render_pair
 from p2p_keras.training import build_pix2pix, train
 
@@ -42,6 +43,7 @@ __all__ = [
     "DATASETS",
     "LOSS_ABLATIONS",
     "BadImageError",
+    "FusedAdam",
     "GeneratorCheckpoint",
     "LinearDecay",
     "Pix2Pix",
