@@ -30,14 +30,23 @@ def unet_depth(height, width):
     depth = int(math.floor(math.log2(min(height, width))))
     unit = 2**depth
     if depth < 2 or height % unit or width % unit:
-        unit = max(unit, 4)
-        nearest = [max(unit, round(side / unit) * unit) for side in (height, width)]
+        nearest_height, nearest_width = _nearest_valid_size(height, width)
         raise ValueError(
             f"A U-Net needs image sides that divide by 2**depth, where the depth is set by the "
             f"short side; {height}x{width} does not (depth {depth}, unit {unit}). "
-            f"The nearest valid size is {nearest[0]}x{nearest[1]}."
+            f"The nearest valid size is {nearest_height}x{nearest_width}."
         )
     return depth
+
+
+def _nearest_valid_size(height, width):
+    """The valid size closest to (height, width): a power-of-two short side (at least 4) and a
+    long side that is a multiple of it."""
+    short, long = sorted((height, width))
+    low = 2 ** max(2, int(math.floor(math.log2(short))))
+    unit = low if short - low <= 2 * low - short else 2 * low
+    long = max(unit, round(long / unit) * unit)
+    return (unit, long) if height <= width else (long, unit)
 
 
 def build_unet_generator(

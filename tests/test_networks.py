@@ -57,10 +57,15 @@ def test_unet_runs_on_non_square_images_in_range():
     assert float(np.abs(output).max()) <= 1.0
 
 
-@pytest.mark.parametrize(("shape", "nearest"), [((300, 300), "256x256"), ((640, 480), "512x512")])
+@pytest.mark.parametrize(
+    ("shape", "nearest"),
+    [((300, 300), "256x256"), ((640, 480), "512x512"), ((100, 300), "128x256"), ((3, 5), "4x4")],
+)
 def test_unet_rejects_sizes_that_do_not_divide_and_names_the_nearest(shape, nearest):
     with pytest.raises(ValueError, match=f"nearest valid size is {nearest}"):
         build_unet_generator((*shape, 3))
+    height, width = (int(side) for side in nearest.split("x"))
+    assert unet_depth(height, width) >= 2  # the suggestion is itself valid
 
 
 def test_encoder_decoder_ablation_has_no_skips():
