@@ -22,6 +22,7 @@ from keras import layers
 from PIL import Image
 
 from p2p_keras.data import denormalize, read_rgb, split_pair
+from p2p_keras.precision import as_float32
 
 
 def generate(generator, images, *, dropout=True, batch_stats=True):
@@ -67,7 +68,7 @@ class ModelFileError(ValueError):
     """A model file that is missing, not a Keras model, or not a generator."""
 
 
-def load_generator(path):
+def load_generator(path, float32=True):
     """Loads a generator saved as ``.keras``, with Keras' safe mode on.
 
     Accepts a generator file (``generator.keras``) or a whole `Pix2Pix` model file, whose
@@ -75,6 +76,8 @@ def load_generator(path):
 
     Args:
         path: path to a ``.keras`` file.
+        float32: compute in float32 even if the generator was trained in mixed precision (see
+            `as_float32`); False keeps the saved dtype policy.
 
     Returns:
         The generator `keras.Model`.
@@ -99,7 +102,7 @@ def load_generator(path):
             f"{path}: holds a model {model.name!r} with input {model.input_shape} and output "
             f"{model.output_shape}; expected an image-to-image generator"
         )
-    return model
+    return as_float32(model) if float32 else model
 
 
 def translate_array(generator, image, *, dropout=True, batch_stats=True):

@@ -89,3 +89,29 @@ def dtype_policy(name):
         yield
     finally:
         keras.config.set_dtype_policy(previous)
+
+
+def as_float32(model):
+    """`model` computing in float32: the model itself if it already does, else a copy.
+
+    A network trained under a mixed policy is saved with it, and computes in 16 bits wherever
+    it is loaded, slowly on a CPU without native bfloat16 or float16 arithmetic. This rebuilds
+    it layer by layer in float32 and copies the weights (float32 under every policy).
+
+    Args:
+        model: a functional or sequential `keras.Model`.
+
+    Returns:
+        A `keras.Model` whose layers all compute in float32.
+    """
+    if all(layer.dtype_policy.name == "float32" for layer in model.layers):
+        return model
+
+    def rebuild(layer):
+        config = layer.get_config()
+        config["dtype"] = "float32"
+        return layer.__class__.from_config(config)
+
+    copy = keras.models.clone_model(model, clone_function=rebuild)
+    copy.set_weights(model.get_weights())
+    return copy

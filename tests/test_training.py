@@ -10,6 +10,7 @@ from PIL import Image
 from p2p_keras import cli
 from p2p_keras.callbacks import NonFiniteLossError, StepBackup
 from p2p_keras.data import load_paired
+from p2p_keras.inference import load_generator
 from p2p_keras.synthetic import make_synthetic_facades
 from p2p_keras.training import RunExistsError, build_pix2pix, train
 
@@ -135,6 +136,18 @@ def test_train_then_translate_from_the_command_line(synthetic, tmp_path, capsys)
     saved = keras.saving.load_model(out / "generator.keras")
     assert saved.get_layer("down2_conv").compute_dtype == "bfloat16"
     assert saved.get_layer("down1_conv").kernel.shape[-1] == 16
+    # load_generator (translate, evaluate) computes in float32 unless told otherwise.
+    loaded = load_generator(out / "generator.keras")
+    assert all(layer.compute_dtype == "float32" for layer in loaded.layers)
+    assert (
+        load_generator(out / "generator.keras", float32=False).get_layer("down2_conv").compute_dtype
+        == "bfloat16"
+    )
+    for a, b in zip(loaded.get_weights(), saved.get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)
+    x = np.random.default_rng(0).uniform(-1, 1, (1, SIZE, SIZE, 3)).astype("float32")
+    full, half = loaded(x, training=False).numpy(), saved(x, training=False).numpy()
+    assert 0 < np.abs(full - half).max() < 0.05  # bfloat16 rounding, nothing more
     photo = tmp_path / "photo.png"
     Image.fromarray(np.random.default_rng(0).integers(0, 256, (90, 120), np.uint8)).save(photo)
     status = cli.main(
