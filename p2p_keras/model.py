@@ -86,10 +86,10 @@ class Pix2Pix(keras.Model):
         check_gan_loss(gan_loss)
         super().compile(optimizer=None, **kwargs)
         self.generator_optimizer = _with_loss_scaling(
-            generator_optimizer or default_optimizer(), [self.generator]
+            generator_optimizer or default_optimizer(), self.generator
         )
         self.discriminator_optimizer = _with_loss_scaling(
-            discriminator_optimizer or default_optimizer(), [self.discriminator]
+            discriminator_optimizer or default_optimizer(), self.discriminator
         )
         self.gan_loss = gan_loss
         self.l1_weight = float(l1_weight)
@@ -194,11 +194,9 @@ class Pix2Pix(keras.Model):
         self.compile(**config)
 
 
-def _with_loss_scaling(optimizer, networks):
-    """Wraps `optimizer` for dynamic loss scaling when one of `networks` computes in float16."""
-    needs_scaling = any(
-        layer.compute_dtype == "float16" for network in networks for layer in network.layers
-    )
+def _with_loss_scaling(optimizer, network):
+    """Wraps `optimizer` for dynamic loss scaling when `network` computes in float16."""
+    needs_scaling = any(layer.compute_dtype == "float16" for layer in network.layers)
     if needs_scaling and not isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
         return keras.optimizers.LossScaleOptimizer(optimizer)
     return optimizer
