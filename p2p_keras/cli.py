@@ -51,6 +51,12 @@ def _add_train(commands):
         help="float32 (paper), mixed_bfloat16, mixed_float16, or auto: mixed float16 on a GPU, "
         "mixed bfloat16 on a CPU with AVX512-BF16/AMX, else float32",
     )
+    parser.add_argument(
+        "--mirrored",
+        action="store_true",
+        help="train on every visible GPU with tf.distribute.MirroredStrategy; --batch-size is "
+        "then the global batch (the paper's 1 per GPU: the number of GPUs)",
+    )
     parser.add_argument("--seed", type=int)
     parser.add_argument(
         "--deterministic",
@@ -69,6 +75,8 @@ def _add_train(commands):
 
 
 def _train(args):
+    import tensorflow as tf
+
     from p2p_keras.training import train
 
     train(
@@ -93,6 +101,7 @@ def _train(args):
         resume=args.resume,
         backup_every=args.backup_every,
         data_dir=args.data_dir,
+        strategy=tf.distribute.MirroredStrategy() if args.mirrored else None,
         verbose=args.verbose if args.verbose == "auto" else int(args.verbose),
     )
     print(f"Wrote {args.out}/generator.keras, samples/, history.csv and logs/")

@@ -6,6 +6,7 @@ discriminator and both optimizers, to continue or fine-tune), ``samples/epoch_NN
 ``history.csv``, TensorBoard ``logs/``, ``config.json``, and ``backup/`` for ``resume=True``.
 """
 
+import contextlib
 import json
 import pathlib
 import warnings
@@ -180,6 +181,7 @@ def train(
     data_dir="data",
     samples=4,
     jit_compile="auto",
+    strategy=None,
     callbacks=(),
     verbose="auto",
 ):
@@ -218,6 +220,11 @@ def train(
         data_dir: where datasets are generated or downloaded.
         samples: number of validation pairs in the sample grids.
         jit_compile: passed to `compile` ("auto": XLA on GPU, not on CPU, where it is slower).
+        strategy: a `tf.distribute.Strategy`, e.g. `tf.distribute.MirroredStrategy()` for every
+            visible GPU: the networks, optimizers and backup are created in its scope, and
+            `batch_size` is the global batch, split between the replicas (the paper's batch 1
+            per GPU is ``batch_size`` = the number of GPUs). Batch norm then normalises each
+            replica's share; ``norm="sync_batch"`` normalises the global batch. None: one device.
         callbacks: extra Keras callbacks.
         verbose: `fit` verbosity ("auto" shows the progress bar).
 
@@ -250,24 +257,25 @@ def train(
     stream = train_ds.repeat()
     val_ds = _validation_split(root, common)
 
-    model = build_pix2pix(
-        image_size,
-        norm=norm,
-        skip_connections=skip_connections,
-        patch_size=patch_size,
-        conditional=conditional,
-        filters=filters,
-        precision=precision,
-    )
-    model.compile(
-        default_optimizer(learning_rate),
-        default_optimizer(learning_rate),
-        gan_loss=gan_loss,
-        l1_weight=l1_weight,
-        gan_weight=gan_weight,
-        jit_compile=jit_compile,
-    )
-    state = StepBackup.restore(model, backup_dir) if resume else None
+    with strategy.scope() if strategy is not None else contextlib.nullcontext():
+        model = build_pix2pix(
+            image_size,
+            norm=norm,
+            skip_connections=skip_connections,
+            patch_size=patch_size,
+            conditional=conditional,
+            filters=filters,
+            precision=precision,
+        )
+        model.compile(
+            default_optimizer(learning_rate),
+            default_optimizer(learning_rate),
+            gan_loss=gan_loss,
+            l1_weight=l1_weight,
+            gan_weight=gan_weight,
+            jit_compile=jit_compile,
+        )
+        state = StepBackup.restore(model, backup_dir) if resume else None
     epoch, step_in_epoch, global_step = (
         (state["epoch"], state["step_in_epoch"], state["global_step"]) if state else (0, 0, 0)
     )
@@ -308,6 +316,7 @@ def train(
         "conditional": conditional,
         "filters": filters,
         "precision": resolve_precision(precision),
+        "replicas": strategy.num_replicas_in_sync if strategy is not None else 1,
         "seed": seed,
         "deterministic": deterministic,
         "backup_every": backup_every,
