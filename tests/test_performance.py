@@ -161,18 +161,23 @@ MIRRORED_SCRIPT = textwrap.dedent(
 )
 
 
-def test_mirrored_strategy_on_two_cpus_matches_single_device_fit():
+def run_script(script, *args):
+    """Runs `script` in a fresh interpreter and returns the JSON of its last output line."""
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
     done = subprocess.run(
-        [sys.executable, "-c", MIRRORED_SCRIPT],
+        [sys.executable, "-c", script, *args],
         capture_output=True,
         text=True,
         env=env,
-        timeout=300,
+        timeout=600,
         check=False,
     )
     assert done.returncode == 0, done.stderr[-3000:]
-    result = json.loads(done.stdout.strip().splitlines()[-1])
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def test_mirrored_strategy_on_two_cpus_matches_single_device_fit():
+    result = run_script(MIRRORED_SCRIPT)
     assert result["replicas"] == 2
     for case, tolerance in (("instance_sgd", 1e-6), ("sync_batch_adam", 1e-5)):
         run = result[case]
@@ -300,17 +305,7 @@ TRAIN_MIRRORED_SCRIPT = textwrap.dedent(
 
 
 def test_train_under_mirrored_strategy_resumes_after_a_crash(tmp_path):
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
-    done = subprocess.run(
-        [sys.executable, "-c", TRAIN_MIRRORED_SCRIPT, str(tmp_path)],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=600,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    result = json.loads(done.stdout.strip().splitlines()[-1])
+    result = run_script(TRAIN_MIRRORED_SCRIPT, str(tmp_path))
     assert result["replicas"] == 2
     assert result["iterations"] == [6, 6]  # 2 epochs x 3 steps, the crash lost none
     assert result["saved"] and all(np.isfinite(result["g_l1"]))
