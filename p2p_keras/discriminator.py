@@ -9,7 +9,7 @@ give the 1x1 "PixelGAN".
 import keras
 from keras import layers
 
-from p2p_keras.layers import check_norm, conv_block, conv_init, normalization
+from p2p_keras.layers import check_norm, conv_block, conv_init, normalize
 
 # patch size -> number of stride-2 layers, as in the official NLayerDiscriminator(n_layers).
 _STRIDED_LAYERS = {16: 1, 34: 2, 70: 3, 142: 4, 286: 5}
@@ -110,9 +110,7 @@ def _pixel_layers(x, filters, norm, use_bias):
     x = layers.Conv2D(
         filters * 2, 1, use_bias=use_bias, kernel_initializer=conv_init(), name="pixel2_conv"
     )(x)
-    norm_layer = normalization(norm, "pixel2")
-    if norm_layer is not None:
-        x = norm_layer(x)
+    x = normalize(x, norm, "pixel2")
     x = layers.LeakyReLU(negative_slope=0.2, name="pixel2_lrelu")(x)
     return layers.Conv2D(1, 1, kernel_initializer=conv_init(), name="patch_conv")(x)
 

@@ -22,8 +22,8 @@ def check_norm(norm):
         raise ValueError(f"norm must be one of {NORMS}, got {norm!r}")
 
 
-def normalization(norm, prefix):
-    """The normalisation layer for `norm`, or None.
+def normalize(x, norm, prefix):
+    """Applies the normalisation layer for `norm` to `x` (nothing when `norm` is None).
 
     "batch" is BatchNormalization with gamma ~ N(1, 0.02) as in the official code. "sync_batch"
     is the same layer computing its statistics over the global batch of all replicas of a
@@ -35,12 +35,13 @@ def normalization(norm, prefix):
     code; unlike batch norm it behaves the same at any batch size and on any number of devices.
 
     Args:
+        x: input tensor.
         norm: "batch", "sync_batch", "instance" or None.
         prefix: the block's name; the layer is named ``{prefix}_batchnorm`` or
             ``{prefix}_instancenorm``.
 
     Returns:
-        A Keras layer, or None when `norm` is None.
+        The normalised tensor, or `x` when `norm` is None.
     """
     check_norm(norm)
     if norm in ("batch", "sync_batch"):
@@ -50,12 +51,12 @@ def normalization(norm, prefix):
             gamma_initializer=keras.initializers.RandomNormal(1.0, 0.02),
             synchronized=norm == "sync_batch",
             name=f"{prefix}_batchnorm",
-        )
+        )(x)
     if norm == "instance":
         return layers.GroupNormalization(
             groups=-1, epsilon=1e-5, center=False, scale=False, name=f"{prefix}_instancenorm"
-        )
-    return None
+        )(x)
+    return x
 
 
 def conv_block(
@@ -87,9 +88,7 @@ def conv_block(
         kernel_initializer=conv_init(),
         name=f"{name}_conv",
     )(x)
-    norm_layer = normalization(norm, name)
-    if norm_layer is not None:
-        x = norm_layer(x)
+    x = normalize(x, norm, name)
     if activation == "leaky_relu":
         x = layers.LeakyReLU(negative_slope=0.2, name=f"{name}_lrelu")(x)
     return x
@@ -120,9 +119,7 @@ def upsample_block(x, filters, *, name, use_bias, norm="batch", dropout=0.0):
         kernel_initializer=conv_init(),
         name=f"{name}_convT",
     )(x)
-    norm_layer = normalization(norm, name)
-    if norm_layer is not None:
-        x = norm_layer(x)
+    x = normalize(x, norm, name)
     if dropout:
         x = layers.Dropout(dropout, name=f"{name}_dropout")(x)
     return layers.ReLU(name=f"{name}_relu")(x)
