@@ -1,75 +1,42 @@
 """p2p_keras: Pix2Pix (Isola et al., CVPR 2017) in Keras 3, as a course and a library.
 
-Importing the package also registers the TensorFlow Datasets builder ``pix2pix``, so
-``tfds.load("pix2pix/facades")`` works after ``import p2p_keras``.
+Names are imported on first use, so ``python -m p2p_keras --help`` answers before TensorFlow
+starts. The lesson lives in the top-level modules; the jobs built on it in `p2p_keras.jobs`.
 """
 
-from p2p_keras import datasets  # noqa: F401  (registers the "pix2pix" TFDS builder)
-from p2p_keras.callbacks import GeneratorCheckpoint, LinearDecay, SampleGrid, sample_grid
-from p2p_keras.data import (
-    BadImageError,
-    check_paired,
-    denormalize,
-    load_paired,
-    split_pair,
-    write_aligned,
-)
-from p2p_keras.datasets import DATASETS, download
-from p2p_keras.discriminator import build_patchgan_discriminator, receptive_field
-from p2p_keras.generator import build_unet_generator
-from p2p_keras.inference import (
-    export_saved_model,
-    generate,
-    load_generator,
-    save_atomic,
-    translate_array,
-    translate_files,
-)
-from p2p_keras.losses import (
-    LOSS_ABLATIONS,
-    adversarial_loss,
-    discriminator_loss,
-    generator_gan_loss,
-    l1_loss,
-)
-from p2p_keras.model import Pix2Pix
-from p2p_keras.optimizers import FusedAdam
-from p2p_keras.synthetic import make_synthetic_facades, render_pair
-from p2p_keras.training import build_pix2pix, train
+import importlib
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "DATASETS",
-    "LOSS_ABLATIONS",
-    "BadImageError",
-    "FusedAdam",
-    "GeneratorCheckpoint",
-    "LinearDecay",
-    "Pix2Pix",
-    "SampleGrid",
-    "adversarial_loss",
-    "build_patchgan_discriminator",
-    "build_pix2pix",
-    "build_unet_generator",
-    "check_paired",
-    "denormalize",
-    "discriminator_loss",
-    "download",
-    "export_saved_model",
-    "generate",
-    "generator_gan_loss",
-    "l1_loss",
-    "load_generator",
-    "load_paired",
-    "make_synthetic_facades",
-    "receptive_field",
-    "render_pair",
-    "sample_grid",
-    "save_atomic",
-    "split_pair",
-    "train",
-    "translate_array",
-    "translate_files",
-    "write_aligned",
-]
+# Public name -> module that defines it (TEMPORARY list; the final one is <= 20 names).
+_EXPORTS = {
+    "Pix2Pix": "p2p_keras.model",
+    "build_unet_generator": "p2p_keras.generator",
+    "build_patchgan_discriminator": "p2p_keras.discriminator",
+    "load_paired": "p2p_keras.data",
+    "check_paired": "p2p_keras.data",
+    "SampleGrid": "p2p_keras.callbacks",
+    "LinearDecay": "p2p_keras.callbacks",
+    "generate": "p2p_keras.inference",
+    "load_generator": "p2p_keras.inference",
+    "build_pix2pix": "p2p_keras.jobs.train",
+    "train": "p2p_keras.jobs.train",
+}
+_MODULES = ("losses", "metrics", "course", "jobs")
+
+__all__ = sorted(_EXPORTS) + list(_MODULES)
+
+
+def __getattr__(name):
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(_EXPORTS[name]), name)
+    elif name in _MODULES:
+        value = importlib.import_module(f"p2p_keras.{name}")
+    else:
+        raise AttributeError(f"module 'p2p_keras' has no attribute {name!r}")
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return __all__

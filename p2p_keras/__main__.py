@@ -1,3 +1,3 @@
-from p2p_keras.cli import main
+from p2p_keras.jobs.cli import main
 
 raise SystemExit(main())

@@ -171,7 +171,7 @@ class StepBackup(keras.callbacks.Callback):
     random-number states and the epoch and step reached (``state.json``).
     `keras.callbacks.BackupAndRestore` resumes at the start of the interrupted epoch, so a resumed
     run would take more steps than an uninterrupted one; this backup records the step, and
-    `p2p_keras.training.train` resumes exactly there.
+    `p2p_keras.jobs.train.train` resumes exactly there.
 
     Writes are atomic: a new weights file is completed first, then ``state.json`` is replaced to
     point at it, then older weights files are deleted. A crash at any moment leaves a consistent

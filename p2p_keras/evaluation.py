@@ -751,7 +751,7 @@ def evaluate_command(
     """Everything ``python -m p2p_keras evaluate`` does: load, evaluate, write the report.
 
     The generator is loaded with `p2p_keras.inference.load_generator`, the data found with
-    `p2p_keras.training.resolve_data` and read at the generator's input size without jitter.
+    `p2p_keras.jobs.train.resolve_data` and read at the generator's input size without jitter.
     The direction is, in order: `direction`, the ``config.json`` that `train` wrote beside the
     model, the dataset's natural one, "AtoB". If ``split="val"`` is missing, "test" is used
     (the result's "split" says which).
@@ -778,7 +778,7 @@ def evaluate_command(
         with `out`, "metrics_file" and "report".
     """
     from p2p_keras.data import load_paired
-    from p2p_keras.training import resolve_data
+    from p2p_keras.jobs.train import resolve_data
 
     generator = load_generator(model_path)
     root, natural_direction = resolve_data(data, data_dir)

@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from p2p_keras import ablation
+from p2p_keras.jobs import ablate as ablation
 from p2p_keras.inference import load_generator
 from p2p_keras.losses import LOSS_ABLATIONS
-from p2p_keras.synthetic import make_synthetic_facades
+from p2p_keras.jobs.synthetic import make_synthetic_facades
 
 # --------------------------------------------------------------------------- definitions
 

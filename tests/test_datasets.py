@@ -1,4 +1,4 @@
-"""Offline tests of p2p_keras.datasets: downloads from file:// and 127.0.0.1, the TFDS builder,
+"""Offline tests of p2p_keras.jobs.datasets: downloads from file:// and 127.0.0.1, the TFDS builder,
 hostile and broken archives, checksums, and Cityscapes preparation."""
 
 import dataclasses
@@ -23,7 +23,7 @@ import pytest
 import tensorflow_datasets as tfds
 from PIL import Image
 
-from p2p_keras import datasets
+from p2p_keras.jobs import datasets
 
 tfds.disable_progress_bar()
 

@@ -10,9 +10,9 @@ import pytest
 import tensorflow as tf
 
 from p2p_keras import evaluation as ev
-from p2p_keras import training
+from p2p_keras.jobs import train as training
 from p2p_keras.generator import build_unet_generator
-from p2p_keras.synthetic import make_synthetic_facades
+from p2p_keras.jobs.synthetic import make_synthetic_facades
 
 SIZE = 32
 

@@ -15,9 +15,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from p2p_keras.bench import bench_command, format_table, run_benchmark
+from p2p_keras.jobs.bench import bench_command, format_table, run_benchmark
 from p2p_keras.optimizers import FusedAdam
-from p2p_keras.training import build_pix2pix
+from p2p_keras.jobs.train import build_pix2pix
 
 SIZE = 32  # a 5-level U-Net
 
@@ -117,7 +117,7 @@ MIRRORED_SCRIPT = textwrap.dedent(
     tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
     import keras
     from p2p_keras.optimizers import default_optimizer
-    from p2p_keras.training import build_pix2pix
+    from p2p_keras.jobs.train import build_pix2pix
 
     SIZE, GLOBAL_BATCH = 32, 4
     rng = np.random.default_rng(0)
@@ -267,8 +267,8 @@ TRAIN_MIRRORED_SCRIPT = textwrap.dedent(
     cpu = tf.config.list_physical_devices("CPU")[0]
     tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
     import keras
-    from p2p_keras.synthetic import make_synthetic_facades
-    from p2p_keras.training import train
+    from p2p_keras.jobs.synthetic import make_synthetic_facades
+    from p2p_keras.jobs.train import train
 
     root = make_synthetic_facades(sys.argv[1] + "/data", train=8, val=2, test=2, size=32, seed=0)
     out = sys.argv[1] + "/run"

@@ -14,7 +14,7 @@ from PIL import Image
 
 from p2p_keras.data import check_paired, load_paired
 from p2p_keras.inference import load_generator
-from p2p_keras.synthetic import make_synthetic_facades
+from p2p_keras.jobs.synthetic import make_synthetic_facades
 
 STEPS, EPOCHS = 10, 2
 

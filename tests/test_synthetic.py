@@ -1,4 +1,4 @@
-"""Tests for p2p_keras.synthetic: palette, rendering, alignment, learnability, files on disk."""
+"""Tests for p2p_keras.jobs.synthetic: palette, rendering, alignment, learnability, files on disk."""
 
 import json
 
@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from p2p_keras import synthetic
-from p2p_keras.synthetic import (
+from p2p_keras.jobs import synthetic
+from p2p_keras.jobs.synthetic import (
     CLASS_NAMES,
     CMP_PALETTE,
     PALETTE_ARRAY,

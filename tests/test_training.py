@@ -7,12 +7,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from p2p_keras import cli
+from p2p_keras.jobs import cli
 from p2p_keras.callbacks import NonFiniteLossError, StepBackup
 from p2p_keras.data import load_paired
 from p2p_keras.inference import load_generator
-from p2p_keras.synthetic import make_synthetic_facades
-from p2p_keras.training import RunExistsError, build_pix2pix, train
+from p2p_keras.jobs.synthetic import make_synthetic_facades
+from p2p_keras.jobs.train import RunExistsError, build_pix2pix, train
 
 SIZE = 64
 

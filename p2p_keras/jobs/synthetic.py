@@ -764,7 +764,7 @@ def make_synthetic_facades(
     if int(seed) != seed or seed < 0:
         raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
     params = {
-        "generator": "p2p_keras.synthetic",
+        "generator": "p2p_keras.jobs.synthetic",
         "version": GENERATOR_VERSION,
         "seed": int(seed),
         "size": int(size),

@@ -24,7 +24,7 @@ from p2p_keras.evaluation import evaluate, write_json_atomic
 from p2p_keras.generator import unet_depth
 from p2p_keras.inference import atomic_path, generate, write_png_atomic
 from p2p_keras.losses import LOSS_ABLATIONS
-from p2p_keras.training import resolve_data, train
+from p2p_keras.jobs.train import resolve_data, train
 
 
 def _variant(name, label, loss, **config):
@@ -187,7 +187,7 @@ def run_ablation(
 ):
     """Trains and scores every variant of one of the paper's ablation studies.
 
-    Every variant is trained with `p2p_keras.training.train` under the same budget and seed
+    Every variant is trained with `p2p_keras.jobs.train.train` under the same budget and seed
     into ``out/VARIANT``, then scored with `p2p_keras.evaluation.evaluate` on the evaluation
     split. ``results.json`` is rewritten after each variant, so an interrupted study keeps
     what it finished. At the end ``results.md`` and ``grid.png`` are written.

@@ -49,10 +49,10 @@ def resolve_data(data=None, data_dir="data"):
         ``(root, direction)``; direction is None for a plain folder (the caller picks).
     """
     if data is None:
-        from p2p_keras.synthetic import make_synthetic_facades
+        from p2p_keras.jobs.synthetic import make_synthetic_facades
 
         return make_synthetic_facades(pathlib.Path(data_dir) / SYNTHETIC_DIR), "BtoA"
-    from p2p_keras.datasets import resolve_dataset
+    from p2p_keras.jobs.datasets import resolve_dataset
 
     return resolve_dataset(data, data_dir=data_dir)
 

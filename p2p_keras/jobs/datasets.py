@@ -6,7 +6,7 @@ archives live, downloads them through TensorFlow Datasets' download manager, unp
 safely and atomically into `data_dir/NAME/`, and verifies facades file by file.
 
 It also registers the TFDS dataset `pix2pix` (one config per redistributable dataset), so
-that after `import p2p_keras.datasets` this works:
+that after `import p2p_keras.jobs.datasets` this works:
 
 ```python
 ds = tfds.load("pix2pix/facades", split="train")  # {"image": A|B uint8, "file_name": str}
@@ -44,7 +44,7 @@ import tensorflow_datasets as tfds
 from etils import epath
 from PIL import Image
 
-from p2p_keras.synthetic import MANIFEST_NAME
+from p2p_keras.jobs.synthetic import MANIFEST_NAME
 
 try:
     from tensorflow_datasets.core.download.download_manager import NonMatchingChecksumError
@@ -726,7 +726,7 @@ def _cityscapes_instructions() -> str:
         "  1. register at https://www.cityscapes-dataset.com and download gtFine_trainvaltest.zip "
         "and leftImg8bit_trainvaltest.zip;\n"
         "  2. unzip both;\n"
-        "  3. run p2p_keras.datasets.prepare_cityscapes('gtFine', 'leftImg8bit', "
+        "  3. run p2p_keras.jobs.datasets.prepare_cityscapes('gtFine', 'leftImg8bit', "
         "'data/cityscapes'),\n"
         "     which writes data/cityscapes/{train,val}/*.jpg (A = photo, B = label map; "
         "train direction BtoA)."
@@ -842,7 +842,7 @@ class Pix2pix(tfds.core.GeneratorBasedBuilder):
     Example:
 
     ```python
-    import p2p_keras.datasets  # registers "pix2pix"
+    import p2p_keras.jobs.datasets  # registers "pix2pix"
     ds = tfds.load("pix2pix/facades", split="train")
     ```
     """

@@ -77,7 +77,7 @@ def _add_train(commands):
 def _train(args):
     import tensorflow as tf
 
-    from p2p_keras.training import train
+    from p2p_keras.jobs.train import train
 
     train(
         args.data,
@@ -232,7 +232,7 @@ def _add_ablate(commands):
 
 
 def _ablate(args):
-    from p2p_keras.ablation import run_ablation
+    from p2p_keras.jobs.ablate import run_ablation
 
     run_ablation(
         args.study,
@@ -253,7 +253,7 @@ def _ablate(args):
 
 
 def _add_bench(commands):
-    from p2p_keras import bench
+    from p2p_keras.jobs import bench
 
     parser = commands.add_parser(
         "bench",
@@ -277,7 +277,7 @@ def _add_make_synthetic(commands):
 
 
 def _make_synthetic(args):
-    from p2p_keras.synthetic import make_synthetic_facades
+    from p2p_keras.jobs.synthetic import make_synthetic_facades
 
     out = make_synthetic_facades(
         args.out, train=args.train, val=args.val, test=args.test, seed=args.seed, size=args.size
@@ -328,7 +328,7 @@ def _add_download(commands):
 
 
 def _download(args):
-    from p2p_keras.datasets import download
+    from p2p_keras.jobs.datasets import download
 
     path = download(args.name, args.data_dir, manual_dir=args.manual_dir)
     print(f"{args.name} is in {path}")

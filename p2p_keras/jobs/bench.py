@@ -1,6 +1,6 @@
 """Training-speed benchmark: the TF tutorial's loop against `Pix2Pix.fit` and its fast paths.
 
-``python -m p2p_keras bench`` (or ``python -m p2p_keras.bench``) times, on the same networks
+``python -m p2p_keras bench`` (or ``python -m p2p_keras.jobs.bench``) times, on the same networks
 (`build_unet_generator`, `build_patchgan_discriminator`) and the same in-memory random batch:
 
 =============  ============================================================================
@@ -369,7 +369,7 @@ def run_worker(mode, config, timeout=None):
         command = [
             sys.executable,
             "-m",
-            "p2p_keras.bench",
+            "p2p_keras.jobs.bench",
             _RESULT_FLAG,
             mode,
             json.dumps(config),
@@ -716,7 +716,7 @@ def _run_fit(mode, config, gpus):
 
 
 def _resolve_data(config):
-    from p2p_keras.training import resolve_data
+    from p2p_keras.jobs.train import resolve_data
 
     root, direction = resolve_data(config.get("data"), config.get("data_dir", "data"))
     return pathlib.Path(root), direction or "AtoB"
@@ -724,7 +724,7 @@ def _resolve_data(config):
 
 def _run_pipeline(config):
     from p2p_keras.data import load_paired
-    from p2p_keras.training import default_load_size
+    from p2p_keras.jobs.train import default_load_size
 
     root, direction = _resolve_data(config)
     size, batch = config["image_size"], config["batch_size"]

@@ -1,0 +1,1 @@
+"""The jobs built on the lesson: training, evaluation, ablations, benchmark, datasets, CLI."""
