@@ -5,6 +5,8 @@ starts. The lesson lives in the top-level modules; the jobs built on it in `p2p_
 """
 
 import importlib
+import os
+from pathlib import Path
 
 __version__ = "0.1.0"
 
@@ -24,7 +26,21 @@ _EXPORTS = {
 }
 _MODULES = ("losses", "metrics", "course", "jobs")
 
-__all__ = sorted(_EXPORTS) + list(_MODULES)
+__all__ = sorted([*_EXPORTS, "project_dir"]) + list(_MODULES)
+
+
+def project_dir():
+    """The folder that holds ``data/`` and ``runs/``.
+
+    Returns:
+        The repository root when the package is imported from a clone (a ``pyproject.toml``
+        beside the package folder), else the working directory (a pip install, Colab).
+        ``P2P_PROJECT_DIR`` overrides both.
+    """
+    if os.environ.get("P2P_PROJECT_DIR"):
+        return Path(os.environ["P2P_PROJECT_DIR"])
+    root = Path(__file__).resolve().parent.parent
+    return root if (root / "pyproject.toml").exists() else Path.cwd()
 
 
 def __getattr__(name):
