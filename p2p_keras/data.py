@@ -16,8 +16,11 @@ EXIF orientation is ignored, like the official PyTorch code does.
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import dataclasses
 import os
+import secrets
+import shutil
 import tempfile
 import warnings
 from pathlib import Path
@@ -350,6 +353,44 @@ def denormalize(images) -> np.ndarray:
     """
     x = np.asarray(images, dtype=np.float32)
     return np.clip(np.round((x + 1.0) * 127.5), 0, 255).astype(np.uint8)
+
+
+@contextlib.contextmanager
+def atomic_path(path):
+    """Yields a temporary path beside `path` that replaces `path` only if the block succeeds.
+
+    The temporary name keeps the suffix (e.g. `.model.tmp-<pid>-<rand>.keras`), so writers that
+    look at it (`model.save`, `Image.save`, `np.save`) work unchanged. On success it is renamed
+    onto `path` (a folder replaces a previous folder); on an exception it is removed and any
+    previous `path` is left as it was.
+
+    Args:
+        path: The file (or folder) to write.
+
+    Example:
+
+    >>> with atomic_path("runs/config.json") as tmp:
+    ...     tmp.write_text("{}")
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    suffix = "".join(path.suffixes)
+    stem = path.name[: len(path.name) - len(suffix)] if suffix else path.name
+    tmp = path.with_name(f".{stem}.tmp-{os.getpid()}-{secrets.token_hex(4)}{suffix}")
+    old = None
+    try:
+        yield tmp
+        if tmp.is_dir() and path.is_dir():
+            # os.replace cannot overwrite a non-empty folder: move the old one aside first.
+            old = path.with_name(f".{stem}.old-{os.getpid()}-{secrets.token_hex(4)}")
+            os.replace(path, old)
+        os.replace(tmp, path)
+    finally:
+        for leftover in (tmp, old):
+            if leftover is not None and leftover.is_dir() and not leftover.is_symlink():
+                shutil.rmtree(leftover, ignore_errors=True)
+            elif leftover is not None:
+                leftover.unlink(missing_ok=True)
 
 
 # --------------------------------------------------------------------------- folders and scanning
