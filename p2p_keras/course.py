@@ -1,0 +1,125 @@
+"""What the course notebooks share: the setup cell, the run mode, folders, source and image display.
+
+Example:
+>>> from p2p_keras import course
+>>> mode = course.pick_mode(MODE)          # "quick" on a CPU, "full" on a GPU
+>>> course.show_source(p2p_keras.generate)
+>>> course.show_images([inputs[0], fake[0], targets[0]], ["input", "generated", "target"])
+"""
+
+import inspect
+import os
+import sys
+
+from p2p_keras import project_dir
+
+REPO_URL = "https://github.com/p2p-keras/p2p_keras"
+BRANCH = "main"
+
+SETUP_CELL = f"""\
+# Setup: on Colab (or anywhere p2p_keras is missing) install the package from the repository;
+# where it already imports (a clone, a pip install) this does nothing.
+import importlib.util, subprocess, sys
+if importlib.util.find_spec("p2p_keras") is None:
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q",
+                    "git+{REPO_URL}@{BRANCH}"], check=True)"""
+
+
+def colab_url(notebook):
+    """The "Open in Colab" address of `notebook` (a file name in notebooks/)."""
+    path = REPO_URL.removeprefix("https://github.com/")
+    return f"https://colab.research.google.com/github/{path}/blob/{BRANCH}/notebooks/{notebook}"
+
+
+def colab_badge(notebook):
+    """Markdown for the "Open in Colab" badge of `notebook`."""
+    badge = "https://colab.research.google.com/assets/colab-badge.svg"
+    return f"[![Open In Colab]({badge})]({colab_url(notebook)})"
+
+
+def in_colab():
+    return "google.colab" in sys.modules
+
+
+def has_gpu():
+    import tensorflow as tf
+
+    return bool(tf.config.list_physical_devices("GPU"))
+
+
+def pick_mode(requested=None):
+    """The run mode of a notebook: "quick" (a CPU, minutes) or "full" (the paper's recipe).
+
+    Args:
+        requested: "quick", "full", or None: full on a GPU, quick on a CPU. The environment
+            variable ``P2P_QUICK=1`` (set by the test command) always means quick.
+
+    Returns:
+        "quick" or "full".
+    """
+    if os.environ.get("P2P_QUICK") == "1":
+        return "quick"
+    if requested is not None:
+        if requested not in ("quick", "full"):
+            raise ValueError(f'MODE must be "quick", "full" or None, not {requested!r}')
+        return requested
+    return "full" if has_gpu() else "quick"
+
+
+def runs_dir(name, drive=False):
+    """The folder of a training run: ``runs/NAME``, or on Google Drive when `drive` on Colab.
+
+    On Colab the runtime's disk is lost when it disconnects; a run on Drive survives and
+    ``resume=True`` continues it.
+    """
+    if drive and in_colab():
+        from google.colab import drive as colab_drive
+
+        colab_drive.mount("/content/drive")
+        from pathlib import Path
+
+        return Path("/content/drive/MyDrive/p2p_keras/runs") / name
+    return project_dir() / "runs" / name
+
+
+def show_source(obj):
+    """Displays the real source code of a p2p_keras function or class."""
+    from IPython.display import Code, display
+
+    display(Code(inspect.getsource(obj), language="python"))
+
+
+def show_images(images, titles=None, *, columns=None, size=2.6):
+    """Shows images (HxWx3 in [-1, 1], or HxW maps, any array type) in one row or a grid.
+
+    Args:
+        images: a sequence of images.
+        titles: one title per image, or None.
+        columns: images per row; default all in one row.
+        size: inches per image.
+
+    Returns:
+        The matplotlib figure.
+    """
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    images = [np.asarray(image, dtype=np.float32) for image in images]
+    columns = columns or len(images)
+    rows = -(-len(images) // columns)
+    figure, axes = plt.subplots(rows, columns, figsize=(size * columns, size * rows), squeeze=False)
+    for index, axis in enumerate(axes.flat):
+        axis.axis("off")
+        if index >= len(images):
+            continue
+        image = images[index]
+        if image.ndim == 3 and image.shape[-1] in (1, 3):
+            axis.imshow(np.clip((image.squeeze() + 1) / 2, 0, 1), cmap="gray")
+        else:
+            shown = axis.imshow(image, cmap="viridis")
+            figure.colorbar(shown, ax=axis, fraction=0.046)
+        if titles:
+            axis.set_title(titles[index], fontsize=9)
+    figure.tight_layout()
+    plt.show()
+    return figure
