@@ -1,14 +1,14 @@
 """The pix2pix objective: G* = arg min_G max_D L_cGAN(G, D) + lambda * L_L1(G), lambda = 100.
 
-All losses are means over the batch and over the discriminator's patches, written with
-`keras.ops` so they run on any backend and inside `tf.function` / XLA.
+Every loss is a mean over the batch and the discriminator's patches, written with `keras.ops`
+so it runs on any backend and under XLA.
 """
 
 from keras import ops
 
 GAN_LOSSES = ("vanilla", "lsgan")
 
-# The paper's loss ablation (Table 1): which discriminator and which weights give each row.
+# The paper's loss ablation (Table 1): the discriminator and the weights of each row.
 LOSS_ABLATIONS = {
     "l1": {"conditional": True, "gan_weight": 0.0, "l1_weight": 100.0},
     "gan": {"conditional": False, "gan_weight": 1.0, "l1_weight": 0.0},
@@ -25,16 +25,10 @@ def check_gan_loss(gan_loss):
 
 
 def adversarial_loss(logits, is_real, gan_loss="vanilla"):
-    """How far the discriminator's patch logits are from the label "real" or "fake".
+    """How far patch logits are from the label "real" (1) or "fake" (0).
 
-    Args:
-        logits: discriminator outputs (before any sigmoid), any shape.
-        is_real: True to compare with the label 1 (real), False with 0 (fake).
-        gan_loss: "vanilla" (binary cross-entropy on logits, the paper's) or "lsgan" (mean
-            squared error, Mao et al. 2017).
-
-    Returns:
-        A scalar: the mean over every patch of every image.
+    "vanilla" is binary cross-entropy on logits (the paper's), "lsgan" the mean squared error
+    (Mao et al., 2017).
 
     Example:
     >>> float(adversarial_loss(ops.zeros((1, 30, 30, 1)), is_real=True))  # log 2
@@ -52,44 +46,20 @@ def discriminator_loss(real_logits, fake_logits, gan_loss="vanilla"):
 
     Halved, as in the paper ("we divide the objective by 2 while optimizing D, which slows down
     the rate at which D learns relative to G") and the official code.
-
-    Args:
-        real_logits: discriminator logits on (input, real target) pairs.
-        fake_logits: discriminator logits on (input, generated target) pairs.
-        gan_loss: "vanilla" or "lsgan".
-
-    Returns:
-        A scalar. With vanilla loss an undecided discriminator (all logits 0) scores log 2.
     """
     real = adversarial_loss(real_logits, True, gan_loss)
-    fake = adversarial_loss(fake_logits, False, gan_loss)
-    return 0.5 * (real + fake)
+    return 0.5 * (real + adversarial_loss(fake_logits, False, gan_loss))
 
 
 def generator_gan_loss(fake_logits, gan_loss="vanilla"):
-    """The generator's adversarial loss, in the paper's non-saturating form: -log D(x, G(x)).
-
-    Args:
-        fake_logits: discriminator logits on (input, generated target) pairs.
-        gan_loss: "vanilla" or "lsgan".
-
-    Returns:
-        A scalar.
-    """
+    """The generator's adversarial loss in the paper's non-saturating form, -log D(x, G(x))."""
     return adversarial_loss(fake_logits, True, gan_loss)
 
 
 def l1_loss(target, generated):
-    """Mean absolute error between the real and generated targets, over every pixel and channel.
+    """Mean absolute error between real and generated targets.
 
     The paper prefers L1 to L2 because it blurs less; weighted by lambda = 100 it keeps the
     output close to the target at low frequencies while the PatchGAN handles the high ones.
-
-    Args:
-        target: real target images.
-        generated: generated images of the same shape.
-
-    Returns:
-        A scalar.
     """
     return ops.mean(ops.abs(ops.cast(target, generated.dtype) - generated))
