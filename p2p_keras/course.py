@@ -7,6 +7,7 @@ Example:
 >>> course.show_images([inputs[0], fake[0], targets[0]], ["input", "generated", "target"])
 """
 
+import contextlib
 import inspect
 import os
 import sys
@@ -82,6 +83,29 @@ def runs_dir(name, drive=False):
     return project_dir() / "runs" / name
 
 
+def real_facades():
+    """The real facades folder when it is in ``data/`` (nothing is downloaded), else None."""
+    from p2p_keras.jobs.datasets import DownloadError, resolve_dataset
+
+    with contextlib.suppress(DownloadError):
+        return resolve_dataset("facades", download=False)[0]
+
+
+def example_pair(index=0):
+    """One facades pair (label map, photo) as float32 arrays (1, 256, 256, 3) in [-1, 1]: val
+    pair `index` of `real_facades()`, else a synthetic pair rendered with seed `index`."""
+    import numpy as np
+
+    from p2p_keras.data import read_rgb, split_pair
+    from p2p_keras.jobs.synthetic import render_pair
+
+    if root := real_facades():
+        label, photo = split_pair(read_rgb(root / "val" / f"{index + 1}.jpg"), "BtoA")
+    else:
+        photo, label = render_pair(np.random.default_rng(index), 256)
+    return tuple((image[None] / 127.5 - 1).astype(np.float32) for image in (label, photo))
+
+
 def show_source(obj):
     """Displays the real source code of a p2p_keras function or class."""
     from IPython.display import Code, display
@@ -90,7 +114,7 @@ def show_source(obj):
 
 
 def show_images(images, titles=None, *, columns=None, size=2.6):
-    """Shows images (HxWx3 in [-1, 1], or HxW maps, any array type) in one row or a grid.
+    """Shows images (HxWx3 in [-1, 1] or uint8, or HxW maps, any array type) in a row or grid.
 
     Args:
         images: a sequence of images.
@@ -104,7 +128,8 @@ def show_images(images, titles=None, *, columns=None, size=2.6):
     import matplotlib.pyplot as plt
     import numpy as np
 
-    images = [np.asarray(image, dtype=np.float32) for image in images]
+    images = [np.asarray(image) for image in images]
+    images = [i / 127.5 - 1 if i.dtype == np.uint8 else i.astype(np.float32) for i in images]
     columns = columns or len(images)
     rows = -(-len(images) // columns)
     figure, axes = plt.subplots(rows, columns, figsize=(size * columns, size * rows), squeeze=False)
