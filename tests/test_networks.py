@@ -87,6 +87,29 @@ def test_instance_and_no_norm_options():
         build_unet_generator((64, 64, 3), norm="layer")
 
 
+def test_instance_norm_keeps_the_convolution_biases():
+    # Bug 1: instance norm has no shift, so (as in the official code) every convolution keeps
+    # its bias; batch norm's shift replaces the bias in every block.
+    models = (
+        build_unet_generator((32, 32, 3), filters=8, norm="instance"),
+        build_patchgan_discriminator((32, 32, 3), filters=8, norm="instance", patch_size=16),
+    )
+    for model in models:
+        convs = [layer for layer in model.layers if isinstance(layer, layers.Conv2D)]
+        assert len(convs) >= 3 and all(conv.use_bias for conv in convs), model.name
+    batch = build_unet_generator((32, 32, 3), filters=8)
+    assert not batch.get_layer("down1_conv").use_bias and not batch.get_layer("up1_convT").use_bias
+    assert batch.get_layer("output_convT").use_bias
+
+
+def test_docstrings_say_where_the_official_code_differs():
+    # Bug 11: the paper and the TF tutorial are followed where the official code differs.
+    generator_doc = " ".join(build_unet_generator.__doc__.split())
+    assert "decoder blocks 1-3 (the official code: 2-4" in generator_doc
+    assert "skips carry the encoder's LeakyReLU outputs" in generator_doc
+    assert "first convolution has no bias" in " ".join(build_patchgan_discriminator.__doc__.split())
+
+
 def test_patchgan_70_has_the_official_parameter_count_and_30x30_logits():
     discriminator = build_patchgan_discriminator((256, 256, 3))
     assert discriminator.count_params() == 2_770_433
