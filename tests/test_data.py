@@ -1,4 +1,4 @@
-"""Tests for p2p_keras.data: loading, jitter, determinism, bad files, decoding, combining."""
+"""Tests for p2p_keras.data: loading, jitter, determinism, bad files, decoding, atomic writes."""
 
 import io
 import warnings
@@ -11,13 +11,16 @@ from PIL import Image
 
 from p2p_keras.data import (
     BadImageError,
+    atomic_path,
     check_paired,
     denormalize,
     format_report,
+    jitter,
     load_paired,
+    read_rgb,
     split_pair,
-    write_aligned,
 )
+from p2p_keras.jobs.datasets import write_aligned
 
 FACADES = Path(__file__).parents[2] / "shared/data/facades"
 
@@ -101,12 +104,16 @@ def test_non_square_sizes(tmp_path):
     assert x.shape == (1, 16, 48, 3) and y.shape == (1, 16, 48, 3)
 
 
-def test_non_square_halves_need_square_halves_false(tmp_path):
+def test_non_square_halves_are_refused_in_aligned_layout_and_work_as_two_folders(tmp_path):
     halves = [(noise(20, 30, i), noise(20, 30, i + 9)) for i in range(2)]
-    root = make_aligned(tmp_path, "train", halves)
-    assert len(check_paired(root)) == 2
-    assert check_paired(root, square_halves=False) == []
-    ds = load_paired(root, image_size=(20, 30), training=False, square_halves=False)
+    root = make_aligned(tmp_path / "aligned", "train", halves)
+    assert [b.reason for b in check_paired(root)] == [
+        "not an A|B pair: width 60 is not 2 x height 20"
+    ] * 2
+    for i, (a, b) in enumerate(halves):
+        save(tmp_path / "two" / "A" / "train" / f"{i}.png", a)
+        save(tmp_path / "two" / "B" / "train" / f"{i}.png", b)
+    ds = load_paired(tmp_path / "two", image_size=(20, 30), training=False)
     x, y = next(iter(ds))
     np.testing.assert_array_equal(to_uint8(x[0]), halves[0][0])
     np.testing.assert_array_equal(to_uint8(y[0]), halves[0][1])
@@ -163,6 +170,20 @@ def test_training_resizes_to_load_size_before_crop(tmp_path):
 
 
 # --------------------------------------------------------------------------- determinism, direction
+
+
+def test_public_jitter_resizes_crops_and_flips_both_images_alike():
+    a = tf.constant(noise(32, 32, 0))
+    flips = 0
+    for seed in range(20):
+        ja, jb = jitter(a, 255 - a, seed, image_size=32, load_size=40)
+        assert ja.shape == jb.shape == (32, 32, 3) and ja.dtype == tf.uint8
+        np.testing.assert_array_equal(ja.numpy(), 255 - jb.numpy())  # same window, same flip
+        again, _ = jitter(a, 255 - a, seed, image_size=32, load_size=40)
+        np.testing.assert_array_equal(ja.numpy(), again.numpy())  # stateless
+        same_size, _ = jitter(a, a, tf.constant([seed, 1]), image_size=32)
+        flips += not np.array_equal(same_size.numpy(), a.numpy())  # no resize: only flips
+    assert 3 <= flips <= 17, flips
 
 
 def test_seed_determinism(tmp_path):
@@ -241,43 +262,6 @@ def test_two_folder_layout_matches_aligned_after_write_aligned(tmp_path):
     x, y = next(iter(load_paired(src, "val", image_size=32)))
     np.testing.assert_array_equal(to_uint8(x[0]), halves[0][0])
     np.testing.assert_array_equal(to_uint8(y[0]), halves[0][1])
-
-
-def test_write_aligned_converts_resizes_and_keeps_jpeg(tmp_path):
-    a = np.full((32, 32, 3), (200, 40, 90), np.uint8)
-    save(tmp_path / "A" / "train" / "x.jpg", a, quality=95)
-    save(tmp_path / "B" / "train" / "x.jpg", np.full((16, 16), 70, np.uint8))  # gray, smaller
-    counts = write_aligned(tmp_path / "A", tmp_path / "B", tmp_path / "out")
-    assert counts == {"train": 1}
-    with Image.open(tmp_path / "out" / "train" / "x.jpg") as im:
-        assert (im.format, im.mode, im.size) == ("JPEG", "RGB", (64, 32))
-        ab = np.asarray(im).astype(int)
-    # Away from the seam, where JPEG chroma subsampling mixes the halves.
-    assert np.abs(ab[:, :24] - (200, 40, 90)).max() <= 4
-    assert np.abs(ab[:, 40:] - 70).max() <= 2
-    assert not [p for p in (tmp_path / "out" / "train").iterdir() if p.name.startswith(".")]
-    assert write_aligned(tmp_path / "A", tmp_path / "B", tmp_path / "small", size=8) == {"train": 1}
-    assert Image.open(tmp_path / "small" / "train" / "x.jpg").size == (16, 8)
-
-
-def test_write_aligned_scales_16_bit_and_keeps_png(tmp_path):
-    save(tmp_path / "A" / "val" / "x.png", np.full((16, 16, 3), 9, np.uint8))
-    save(tmp_path / "B" / "val" / "x.png", np.full((16, 16), 40000, np.uint16))
-    assert write_aligned(tmp_path / "A", tmp_path / "B", tmp_path / "out") == {"val": 1}
-    with Image.open(tmp_path / "out" / "val" / "x.png") as im:
-        assert (im.format, im.mode, im.size) == ("PNG", "RGB", (32, 16))
-        ab = np.asarray(im)
-    assert (ab[:, :16] == 9).all()
-    assert (ab[:, 16:] == 156).all()  # 40000 / 257, not clipped to 255
-
-
-def test_write_aligned_refuses_bad_inputs_and_writes_nothing(tmp_path):
-    save(tmp_path / "A" / "train" / "ok.png", noise(8, 8, 0))
-    save(tmp_path / "B" / "train" / "ok.png", noise(8, 8, 1))
-    save(tmp_path / "A" / "train" / "lonely.png", noise(8, 8, 2))
-    with pytest.raises(BadImageError, match="lonely.png"):
-        write_aligned(tmp_path / "A", tmp_path / "B", tmp_path / "out")
-    assert not (tmp_path / "out").exists()
 
 
 # --------------------------------------------------------------------------- bad files
@@ -505,6 +489,14 @@ def test_mixed_pillow_and_tf_files_in_training(tmp_path):
 # --------------------------------------------------------------------------- helpers
 
 
+def test_read_rgb_converts_grey_and_scales_16_bit(tmp_path):
+    save(tmp_path / "g16.png", np.full((4, 6), 40000, np.uint16))
+    save(tmp_path / "p.png", Image.new("P", (3, 2), 0))
+    assert read_rgb(tmp_path / "g16.png").shape == (4, 6, 3)
+    assert (read_rgb(tmp_path / "g16.png") == 156).all()
+    assert read_rgb(str(tmp_path / "p.png")).dtype == np.uint8
+
+
 def test_denormalize_and_split_pair():
     np.testing.assert_array_equal(
         denormalize(np.array([-1.5, -1.0, 0.0, 0.5, 1.0, 2.0])), [0, 0, 128, 191, 255, 255]
@@ -535,3 +527,55 @@ def test_facades_all_splits():
             n += 1
         assert n == count, split
         assert -1.0 <= float(tf.reduce_min(x)) and float(tf.reduce_max(x)) <= 1.0
+
+
+# --------------------------------------------------------------------------- atomic writes
+
+
+@pytest.mark.parametrize("name", ["run.json", "model.keras", "g.weights.h5", "x.npy"])
+def test_atomic_path_keeps_the_suffix_and_publishes_on_success(tmp_path, name):
+    target = tmp_path / "sub" / name
+    with atomic_path(target) as tmp:
+        assert tmp.parent == target.parent and tmp.name.endswith(name.split(".", 1)[1])
+        assert tmp.name.startswith(".") and not tmp.exists()
+        tmp.write_bytes(b"new")
+    assert target.read_bytes() == b"new"
+    assert sorted(p.name for p in target.parent.iterdir()) == [name]
+
+
+def test_atomic_path_works_with_numpy_pil_and_json_writers(tmp_path):
+    with atomic_path(tmp_path / "a.npy") as tmp:
+        np.save(tmp, np.arange(3))
+    with atomic_path(tmp_path / "a.png") as tmp:
+        Image.fromarray(noise(4, 4, 0)).save(tmp)
+    np.testing.assert_array_equal(np.load(tmp_path / "a.npy"), [0, 1, 2])
+    assert read_rgb(tmp_path / "a.png").shape == (4, 4, 3)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.npy", "a.png"]
+
+
+def test_atomic_path_error_leaves_the_previous_file_and_no_temporary(tmp_path):
+    target = tmp_path / "state.json"
+    target.write_text("old")
+    with pytest.raises(RuntimeError), atomic_path(target) as tmp:
+        tmp.write_text("half")
+        raise RuntimeError("crash")
+    assert target.read_text() == "old"
+    assert [p.name for p in tmp_path.iterdir()] == ["state.json"]
+    with pytest.raises(RuntimeError), atomic_path(tmp_path / "new.json") as tmp:
+        raise RuntimeError("crash before writing")
+    assert [p.name for p in tmp_path.iterdir()] == ["state.json"]
+
+
+def test_atomic_path_replaces_a_folder_in_one_step(tmp_path):
+    target = tmp_path / "facades"
+    for content in ("first", "second"):
+        with atomic_path(target) as tmp:
+            (tmp / "train").mkdir(parents=True)
+            (tmp / "train" / "1.txt").write_text(content)
+    assert (target / "train" / "1.txt").read_text() == "second"
+    with pytest.raises(RuntimeError), atomic_path(target) as tmp:
+        tmp.mkdir()
+        (tmp / "half").write_text("x")
+        raise RuntimeError
+    assert [p.name for p in tmp_path.iterdir()] == ["facades"]
+    assert (target / "train" / "1.txt").read_text() == "second"

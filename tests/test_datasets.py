@@ -1,39 +1,29 @@
-"""Offline tests of p2p_keras.jobs.datasets: downloads from file:// and 127.0.0.1, the TFDS builder,
-hostile and broken archives, checksums, and Cityscapes preparation."""
+"""Offline tests of p2p_keras.jobs.datasets: downloads from 127.0.0.1 and manual folders, hostile,
+broken and tampered archives, dataset resolution, the TFDS builder, combine, Cityscapes."""
 
-import dataclasses
 import functools
 import hashlib
 import http.server
 import io
-import json
 import shutil
 import socket
-import subprocess
-import sys
 import tarfile
-import tempfile
 import threading
 import time
 from pathlib import Path
-from unittest import mock
 
 import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 from PIL import Image
 
-from p2p_keras.jobs import datasets
+from p2p_keras.data import BadImageError, check_paired
+from p2p_keras.jobs import datasets, synthetic
 
 tfds.disable_progress_bar()
 
 SHARED_FACADES = Path(__file__).resolve().parents[2] / "shared" / "data" / "facades"
 SMALL_COUNTS = {"train": 3, "val": 2, "test": 1}
-
-
-# --------------------------------------------------------------------------------------------
-# Fake data helpers
-# --------------------------------------------------------------------------------------------
 
 
 def jpeg_bytes(seed: int, width: int = 16, height: int = 8) -> bytes:
@@ -90,30 +80,21 @@ def pair_counts(root: Path) -> dict:
     return {p.name: len(list(p.glob("*.jpg"))) for p in sorted(root.iterdir()) if p.is_dir()}
 
 
-def leftovers(data_dir: Path) -> list:
-    """Staging folders and TFDS temp downloads still on disk."""
-    return [p for p in data_dir.rglob("*") if ".partial-" in p.name or ".tmp." in p.name]
+def hidden(folder: Path) -> list:
+    """Temporary files and folders (atomic writes) left anywhere under `folder`."""
+    return [p for p in folder.rglob(".*")]
 
 
-def cached_archives(data_dir: Path) -> list:
-    folder = data_dir / "downloads" / "pix2pix"
-    return sorted(folder.iterdir()) if folder.is_dir() else []
-
-
-def free_port() -> int:
+def closed_port_url() -> str:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-# --------------------------------------------------------------------------------------------
-# Fixtures
-# --------------------------------------------------------------------------------------------
+        return f"http://127.0.0.1:{s.getsockname()[1]}/"
 
 
 @pytest.fixture(autouse=True)
-def no_url_override(monkeypatch):
-    monkeypatch.delenv(datasets.URL_ENV_VAR, raising=False)
+def offline(monkeypatch):
+    """Every test runs against a closed local port unless it serves archives itself."""
+    monkeypatch.setenv(datasets.URL_ENV_VAR, closed_port_url())
 
 
 @pytest.fixture
@@ -147,34 +128,32 @@ class _LyingHandler(_QuietHandler):
 
 
 @pytest.fixture
-def serve():
-    """serve(folder, handler=_QuietHandler) -> (base_url, requests list); shut down after."""
+def serve(monkeypatch):
+    """serve(folder, handler) serves `folder` on 127.0.0.1 as the dataset server; -> requests."""
     servers = []
 
     def start(folder: Path, handler=_QuietHandler):
         server = http.server.ThreadingHTTPServer(
             ("127.0.0.1", 0), functools.partial(handler, directory=str(folder))
         )
-        server.daemon_threads = True
-        server.requests = []
-        thread = threading.Thread(target=server.serve_forever, daemon=True)
-        thread.start()
-        servers.append((server, thread))
-        return f"http://127.0.0.1:{server.server_address[1]}/", server.requests
+        server.daemon_threads, server.requests = True, []
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        servers.append(server)
+        monkeypatch.setenv(datasets.URL_ENV_VAR, f"http://127.0.0.1:{server.server_address[1]}")
+        return server.requests
 
     yield start
-    for server, thread in servers:
+    for server in servers:
         server.shutdown()
         server.server_close()
-        thread.join(timeout=5)
 
 
 # --------------------------------------------------------------------------------------------
-# Registry
+# Registry and the shipped hash table
 # --------------------------------------------------------------------------------------------
 
 
-def test_registry_urls_splits_and_directions():
+def test_registry_and_url_override(monkeypatch):
     assert set(datasets.DATASETS) == {
         "facades",
         "maps",
@@ -183,153 +162,74 @@ def test_registry_urls_splits_and_directions():
         "night2day",
         "cityscapes",
     }
-    facades = datasets.DATASETS["facades"]
-    assert facades.url == "http://efrosgans.eecs.berkeley.edu/pix2pix/datasets/facades.tar.gz"
-    assert facades.splits == ("train", "val", "test") and facades.direction == "BtoA"
-    assert datasets.DATASETS["night2day"].splits == ("train", "val", "test")
-    assert datasets.DATASETS["maps"].splits == ("train", "val")
-    assert datasets.DATASETS["cityscapes"].direction == "BtoA"
-    assert datasets.DATASETS["edges2shoes"].direction == "AtoB"
-    assert [n for n, s in datasets.DATASETS.items() if not s.redistributable] == ["cityscapes"]
-    assert dataclasses.asdict(facades)["num_pairs"] == {"train": 400, "val": 100, "test": 106}
+    assert datasets.DATASETS["facades"].direction == "BtoA"
+    assert datasets.DATASETS["facades"].splits == ("train", "val", "test")
+    assert not datasets.DATASETS["cityscapes"].redistributable
+    monkeypatch.delenv(datasets.URL_ENV_VAR)
+    assert datasets.dataset_url("maps") == datasets.BASE_URL + "maps.tar.gz"
+    monkeypatch.setenv(datasets.URL_ENV_VAR, "http://127.0.0.1:9/mirror/")
+    assert datasets.dataset_url("facades") == "http://127.0.0.1:9/mirror/facades.tar.gz"
     with pytest.raises(ValueError, match="known: facades"):
-        datasets.get_dataset("horse2zebra")
+        datasets.download("facadez")
 
 
-def test_dataset_url_argument_env_and_module_setting(monkeypatch):
-    monkeypatch.setattr(datasets, "BASE_URL", "http://mirror.example/px/")
-    assert datasets.dataset_url("maps") == "http://mirror.example/px/maps.tar.gz"
-    monkeypatch.setenv(datasets.URL_ENV_VAR, "file:///srv/pix2pix")
-    assert datasets.dataset_url("maps") == "file:///srv/pix2pix/maps.tar.gz"
-    assert datasets.dataset_url("maps", "http://x/y") == "http://x/y/maps.tar.gz"
-
-
-def test_shipped_facades_hash_table_matches_registry_counts():
+def test_shipped_facades_hash_table_has_the_606_files():
     table = datasets.expected_sha256("facades")
-    per_split = {}
-    for rel, digest in table.items():
-        assert len(digest) == 64 and int(digest, 16) >= 0
-        per_split[rel.split("/")[0]] = per_split.get(rel.split("/")[0], 0) + 1
-    assert per_split == dict(datasets.DATASETS["facades"].num_pairs)
+    counts = {s: sum(rel.startswith(f"{s}/") for rel in table) for s in ("train", "val", "test")}
+    assert counts == {"train": 400, "val": 100, "test": 106} and len(table) == 606
+    assert all(len(digest) == 64 for digest in table.values())
     assert datasets.expected_sha256("maps") is None
 
 
 # --------------------------------------------------------------------------------------------
-# download()
+# Downloads
 # --------------------------------------------------------------------------------------------
 
 
-def test_download_from_file_url_writes_aligned_layout(tmp_path):
-    files = fake_files(SMALL_COUNTS)
-    make_archive(tmp_path / "mirror", "night2day", files)
-    data_dir = tmp_path / "data"
-
-    root = datasets.download("night2day", data_dir, base_url=(tmp_path / "mirror").as_uri())
-
-    assert root == data_dir / "night2day"
-    assert pair_counts(root) == SMALL_COUNTS
-    assert (root / "val" / "2.jpg").read_bytes() == files["val/2.jpg"]
-    marker = json.loads((root / datasets.COMPLETE_MARKER).read_text())
-    assert marker["pairs"] == SMALL_COUNTS and marker["sha256_verified"] is False
-    assert leftovers(data_dir) == []
-
-
-def test_download_over_http_verifies_and_rerun_is_a_noop(tmp_path, serve, fake_facades):
+def test_download_from_a_local_server_verifies_and_rerun_is_a_noop(tmp_path, serve, fake_facades):
     make_archive(tmp_path / "www", "facades", fake_facades)
-    base_url, requests_seen = serve(tmp_path / "www")
+    requests = serve(tmp_path / "www")
     data_dir = tmp_path / "data"
 
-    root = datasets.download("facades", data_dir, base_url=base_url)
+    root = datasets.download("facades", data_dir)
 
-    assert pair_counts(root) == SMALL_COUNTS
-    assert json.loads((root / datasets.COMPLETE_MARKER).read_text())["sha256_verified"] is True
-    assert sum("GET /facades.tar.gz" in r for r in requests_seen) == 1
-    assert len(cached_archives(data_dir)) == 2  # the archive and TFDS's .INFO record
-    before = (root / "train" / "1.jpg").stat().st_mtime_ns
-    seen = len(requests_seen)
-    unreachable = f"http://127.0.0.1:{free_port()}/"
-
-    assert datasets.download("facades", data_dir, base_url=unreachable) == root
-    assert len(requests_seen) == seen
-    assert (root / "train" / "1.jpg").stat().st_mtime_ns == before
+    assert root == data_dir / "facades" and pair_counts(root) == SMALL_COUNTS
+    assert (root / "train" / "1.jpg").read_bytes() == fake_facades["train/1.jpg"]
+    assert (data_dir / "downloads" / "facades.tar.gz").is_file()
+    assert sum("GET /facades.tar.gz" in r for r in requests) == 1
+    assert hidden(data_dir) == [] and check_paired(root) == []
+    assert datasets.download("facades", data_dir) == root
+    assert sum("GET /facades.tar.gz" in r for r in requests) == 1  # nothing fetched again
 
 
-def test_download_uses_manual_dir_without_network(tmp_path, fake_facades):
+def test_download_from_a_manual_folder_uses_no_network(tmp_path, fake_facades):
     make_archive(tmp_path / "manual", "facades", fake_facades)
-    unreachable = f"http://127.0.0.1:{free_port()}/"
-
-    root = datasets.download(
-        "facades", tmp_path / "data", base_url=unreachable, manual_dir=tmp_path / "manual"
-    )
-
+    root = datasets.download("facades", tmp_path / "data", manual_dir=tmp_path / "manual")
     assert pair_counts(root) == SMALL_COUNTS
-    assert (tmp_path / "manual" / "facades.tar.gz").exists()  # never moved or deleted
+    # The default manual folder, data_dir/downloads/manual, is used when the archive is there.
+    make_archive(tmp_path / "d2" / "downloads" / "manual", "facades", fake_facades)
+    assert pair_counts(datasets.download("facades", tmp_path / "d2")) == SMALL_COUNTS
 
 
-def test_download_default_manual_dir_is_under_downloads(tmp_path):
-    data_dir = tmp_path / "data"
-    make_archive(data_dir / "downloads" / "manual", "maps", fake_files({"train": 2, "val": 1}))
-    root = datasets.download("maps", data_dir, base_url=f"http://127.0.0.1:{free_port()}/")
-    assert pair_counts(root) == {"train": 2, "val": 1}
-
-
-def test_explicit_manual_dir_without_archive_is_an_error(tmp_path):
-    (tmp_path / "manual").mkdir()
+def test_missing_manual_archive_and_unreachable_server_say_what_to_do(tmp_path):
     with pytest.raises(datasets.DownloadError, match="facades.tar.gz not found"):
-        datasets.download("facades", tmp_path / "data", manual_dir=tmp_path / "manual")
-
-
-def test_unreachable_url_fails_fast_with_manual_steps(tmp_path):
-    url = f"http://127.0.0.1:{free_port()}/"
+        datasets.download("facades", tmp_path / "data", manual_dir=tmp_path / "nothing")
     start = time.monotonic()
-    with pytest.raises(datasets.DownloadError) as info:
-        datasets.download("facades", tmp_path / "data", base_url=url)
-    message = str(info.value)
-    assert f"{url}facades.tar.gz" in message
-    assert "--manual-dir" in message and "downloads/manual/facades.tar.gz" in message
-    assert time.monotonic() - start < 30  # TFDS alone retries for minutes
+    with pytest.raises(datasets.DownloadError, match="by hand") as info:
+        datasets.download("facades", tmp_path / "data")
+    assert time.monotonic() - start < 30
+    assert str(tmp_path / "data" / "downloads" / "manual") in str(info.value)
     assert not (tmp_path / "data" / "facades").exists()
-    assert leftovers(tmp_path / "data") == []
+    assert list((tmp_path / "data" / "downloads").iterdir()) == []
 
 
-def test_http_404_is_a_download_error(tmp_path, serve):
+def test_http_404_and_cityscapes_are_download_errors(tmp_path, serve):
     (tmp_path / "www").mkdir()
-    base_url, _ = serve(tmp_path / "www")
+    serve(tmp_path / "www")
     with pytest.raises(datasets.DownloadError, match="404"):
-        datasets.download("maps", tmp_path / "data", base_url=base_url)
-
-
-def test_cityscapes_download_refused_with_instructions(tmp_path):
-    with pytest.raises(datasets.DownloadError, match="prepare_cityscapes") as info:
-        datasets.download("cityscapes", tmp_path)
-    assert "cityscapes-dataset.com" in str(info.value)
-    assert list(tmp_path.iterdir()) == []
-
-
-def test_existing_foreign_folder_is_not_overwritten(tmp_path):
-    (tmp_path / "facades" / "train").mkdir(parents=True)
-    (tmp_path / "facades" / "train" / "mine.jpg").write_bytes(b"user data")
-    with pytest.raises(datasets.DownloadError, match="not completed by p2p_keras"):
-        datasets.download("facades", tmp_path)
-    assert (tmp_path / "facades" / "train" / "mine.jpg").read_bytes() == b"user data"
-
-
-def test_interrupted_extraction_is_cleaned_up_and_never_complete(tmp_path):
-    dead = subprocess.Popen([sys.executable, "-c", "pass"])
-    dead.wait()
-    stale = tmp_path / f".maps.partial-{dead.pid}-abc"
-    (stale / "maps" / "train").mkdir(parents=True)
-    make_archive(tmp_path / "mirror", "maps", fake_files({"train": 1, "val": 1}))
-
-    root = datasets.download("maps", tmp_path, base_url=(tmp_path / "mirror").as_uri())
-
-    assert not stale.exists()
-    assert pair_counts(root) == {"train": 1, "val": 1}
-
-
-# --------------------------------------------------------------------------------------------
-# Hostile and broken archives
-# --------------------------------------------------------------------------------------------
+        datasets.download("maps", tmp_path / "data")
+    with pytest.raises(datasets.DownloadError, match="prepare_cityscapes"):
+        datasets.download("cityscapes", tmp_path / "data")
 
 
 def _dotdot(tar, tmp_path):
@@ -358,20 +258,26 @@ def _device(tar, tmp_path):
     tar.addfile(info)
 
 
-@pytest.mark.parametrize(
-    "hostile", [_dotdot, _absolute, _symlink_outside, _hardlink_outside, _device]
-)
+@pytest.mark.parametrize("hostile", [_dotdot, _symlink_outside, _hardlink_outside, _device])
 def test_hostile_archive_is_refused_and_nothing_left(tmp_path, fake_facades, hostile):
     manual = tmp_path / "manual"
     make_archive(manual, "facades", fake_facades, extra=lambda tar: hostile(tar, tmp_path))
     data_dir = tmp_path / "data"
 
-    with pytest.raises(datasets.UnsafeArchiveError):
+    with pytest.raises(datasets.DownloadError, match="unsafe"):
         datasets.download("facades", data_dir, manual_dir=manual)
 
-    assert sorted(p.name for p in data_dir.iterdir()) == []
+    assert list(data_dir.iterdir()) == []
     assert not (tmp_path / "evil").exists() and not (tmp_path / "abs_evil").exists()
-    assert not (manual / "evil").exists()
+    assert (manual / "facades.tar.gz").exists()  # a manual archive is the user's: kept
+
+
+def test_absolute_member_lands_inside_the_target_folder(tmp_path, fake_facades):
+    manual = tmp_path / "manual"
+    make_archive(manual, "facades", fake_facades, extra=lambda tar: _absolute(tar, tmp_path))
+    root = datasets.download("facades", tmp_path / "data", manual_dir=manual)
+    assert not (tmp_path / "abs_evil").exists()  # tarfile's "data" filter strips the "/"
+    assert [p.name for p in root.rglob("abs_evil")] == ["abs_evil"]
 
 
 def test_symlink_inside_the_archive_is_accepted(tmp_path):
@@ -385,84 +291,55 @@ def test_symlink_inside_the_archive_is_accepted(tmp_path):
     assert pair_counts(root) == {"train": 2, "val": 1}
 
 
-@pytest.mark.parametrize("cut", ["half", "gzip_trailer"])
-def test_truncated_archive_is_an_error_and_not_cached(tmp_path, serve, fake_facades, cut):
+def test_truncated_download_is_refused_deleted_and_fetched_again(tmp_path, serve, fake_facades):
     archive = make_archive(tmp_path / "full", "facades", fake_facades)
-    data = archive.read_bytes()
     (tmp_path / "www").mkdir()
-    broken = data[: len(data) // 2] if cut == "half" else data[:-5]
-    (tmp_path / "www" / "facades.tar.gz").write_bytes(broken)
-    base_url, _ = serve(tmp_path / "www")
+    (tmp_path / "www" / "facades.tar.gz").write_bytes(archive.read_bytes()[:300])
+    serve(tmp_path / "www")
     data_dir = tmp_path / "data"
 
-    with pytest.raises(datasets.ArchiveError, match="truncated"):
-        datasets.download("facades", data_dir, base_url=base_url)
+    with pytest.raises(datasets.DownloadError, match="truncated"):
+        datasets.download("facades", data_dir)
 
-    assert not (data_dir / "facades").exists()
-    assert cached_archives(data_dir) == [] and leftovers(data_dir) == []
+    assert not (data_dir / "facades").exists() and hidden(data_dir) == []
+    assert list((data_dir / "downloads").iterdir()) == []
     shutil.copy(archive, tmp_path / "www" / "facades.tar.gz")
-    assert pair_counts(datasets.download("facades", data_dir, base_url=base_url)) == SMALL_COUNTS
+    assert pair_counts(datasets.download("facades", data_dir)) == SMALL_COUNTS
 
 
 def test_dropped_connection_is_a_download_error_and_not_cached(tmp_path, serve, fake_facades):
     make_archive(tmp_path / "www", "facades", fake_facades)
-    base_url, requests_seen = serve(tmp_path / "www", handler=_LyingHandler)
+    requests = serve(tmp_path / "www", handler=_LyingHandler)
     data_dir = tmp_path / "data"
 
-    with pytest.raises(datasets.DownloadError, match="--manual-dir"):
-        datasets.download("facades", data_dir, base_url=base_url)
+    with pytest.raises(datasets.DownloadError, match="by hand"):
+        datasets.download("facades", data_dir)
 
-    assert any("GET /facades.tar.gz" in r for r in requests_seen)
+    assert any("GET /facades.tar.gz" in r for r in requests)
     assert not (data_dir / "facades").exists()
-    assert cached_archives(data_dir) == [] and leftovers(data_dir) == []
+    assert list((data_dir / "downloads").iterdir()) == []
 
 
-def test_archive_without_pix2pix_layout_is_refused(tmp_path):
-    make_archive(tmp_path / "manual", "maps", {"readme.txt": b"hello"})
-    with pytest.raises(datasets.ArchiveError, match="layout"):
+def test_archive_without_the_pix2pix_layout_is_refused(tmp_path):
+    make_archive(tmp_path / "manual", "maps", {"readme.txt": b"hi"})
+    with pytest.raises(datasets.DownloadError, match="no maps/train/"):
         datasets.download("maps", tmp_path / "data", manual_dir=tmp_path / "manual")
     assert list((tmp_path / "data").iterdir()) == []
 
 
-# --------------------------------------------------------------------------------------------
-# Integrity (facades)
-# --------------------------------------------------------------------------------------------
-
-
-def test_facades_checksum_mismatch_is_refused_and_output_removed(tmp_path, serve, monkeypatch):
-    files = fake_files(SMALL_COUNTS)
-    table = hashes_of(files)
-    table["val/1.jpg"] = "0" * 64
-    monkeypatch.setattr(datasets, "expected_sha256", lambda name: table)
-    make_archive(tmp_path / "www", "facades", files)
-    base_url, _ = serve(tmp_path / "www")
+def test_tampered_facades_archive_is_refused_naming_the_file(tmp_path, fake_facades):
+    tampered = dict(fake_facades, **{"train/2.jpg": jpeg_bytes(99)})
+    make_archive(tmp_path / "manual", "facades", tampered)
     data_dir = tmp_path / "data"
 
-    with pytest.raises(datasets.IntegrityError, match="sha256 mismatch val/1.jpg"):
-        datasets.download("facades", data_dir, base_url=base_url)
+    with pytest.raises(datasets.IntegrityError, match="sha256 mismatch train/2.jpg"):
+        datasets.download("facades", data_dir, manual_dir=tmp_path / "manual")
 
-    assert not (data_dir / "facades").exists()
-    assert cached_archives(data_dir) == [] and leftovers(data_dir) == []
-
-
-def test_facades_missing_file_is_refused(tmp_path, monkeypatch):
-    files = fake_files(SMALL_COUNTS)
-    table = {**hashes_of(files), "test/2.jpg": "1" * 64}
-    monkeypatch.setattr(datasets, "expected_sha256", lambda name: table)
-    make_archive(tmp_path / "manual", "facades", files)
-    with pytest.raises(datasets.IntegrityError, match="missing test/2.jpg"):
-        datasets.download("facades", tmp_path / "data", manual_dir=tmp_path / "manual")
-    assert list((tmp_path / "data").iterdir()) == []
-
-
-def test_verify_false_skips_the_hash_check(tmp_path, monkeypatch):
-    files = fake_files(SMALL_COUNTS)
-    monkeypatch.setattr(datasets, "expected_sha256", lambda name: {"train/1.jpg": "0" * 64})
-    make_archive(tmp_path / "manual", "facades", files)
-    root = datasets.download(
-        "facades", tmp_path / "data", manual_dir=tmp_path / "manual", verify=False
-    )
-    assert pair_counts(root) == SMALL_COUNTS
+    assert list(data_dir.iterdir()) == []
+    del tampered["val/1.jpg"]
+    make_archive(tmp_path / "manual", "facades", tampered)
+    with pytest.raises(datasets.IntegrityError, match="2 file.*missing val/1.jpg"):
+        datasets.download("facades", data_dir, manual_dir=tmp_path / "manual")
 
 
 @pytest.mark.skipif(not SHARED_FACADES.is_dir(), reason="../shared/data/facades not present")
@@ -472,40 +349,65 @@ def test_real_facades_archive_passes_all_606_hashes(tmp_path):
     with tarfile.open(manual / "facades.tar.gz", "w:gz", compresslevel=1) as tar:
         for split in ("train", "val", "test"):
             tar.add(SHARED_FACADES / split, arcname=f"facades/{split}")
-
     root = datasets.download("facades", tmp_path / "data", manual_dir=manual)
-
     assert pair_counts(root) == {"test": 106, "train": 400, "val": 100}
-    assert json.loads((root / datasets.COMPLETE_MARKER).read_text())["sha256_verified"] is True
-    with Image.open(root / "train" / "1.jpg") as image:
-        assert image.size == (512, 256)
-    config = tfds.download.DownloadConfig(manual_dir=str(manual))
-    builder = tfds.builder("pix2pix/facades", data_dir=str(tmp_path / "tfds"))
-    builder.download_and_prepare(download_config=config)  # the builder checks the hashes too
-    assert {k: v.num_examples for k, v in builder.info.splits.items()} == {
-        "train": 400,
-        "val": 100,
-        "test": 106,
-    }
 
 
 # --------------------------------------------------------------------------------------------
-# resolve_dataset()
+# Resolution
 # --------------------------------------------------------------------------------------------
 
 
-def test_resolve_dataset_path_and_name(tmp_path, monkeypatch):
-    assert datasets.resolve_dataset(tmp_path) == (tmp_path, None)
-    make_archive(tmp_path / "mirror", "edges2shoes", fake_files({"train": 2, "val": 1}))
-    monkeypatch.setenv(datasets.URL_ENV_VAR, (tmp_path / "mirror").as_uri())
-    monkeypatch.chdir(tmp_path)
+def test_resolve_dataset_uses_a_present_folder_without_network(tmp_path, fake_facades):
+    data_dir = tmp_path / "data"
+    write_tree(data_dir / "facades", fake_facades)
+    assert datasets.resolve_dataset("facades", data_dir) == (data_dir / "facades", "BtoA")
+    # A symlink to another copy works too.
+    write_tree(tmp_path / "elsewhere" / "facades", fake_facades)
+    (tmp_path / "d2").mkdir()
+    (tmp_path / "d2" / "facades").symlink_to(tmp_path / "elsewhere" / "facades")
+    assert datasets.resolve_dataset("facades", tmp_path / "d2") == (
+        tmp_path / "d2" / "facades",
+        "BtoA",
+    )
+    assert datasets.find_real_facades(tmp_path / "d2") == tmp_path / "d2" / "facades"
+    # A changed file is refused, named.
+    (tmp_path / "elsewhere" / "facades" / "val" / "2.jpg").write_bytes(jpeg_bytes(50))
+    with pytest.raises(datasets.IntegrityError, match="val/2.jpg"):
+        datasets.resolve_dataset("facades", tmp_path / "d2")
 
-    root, direction = datasets.resolve_dataset("edges2shoes", tmp_path / "data")
 
-    assert (root, direction) == (tmp_path / "data" / "edges2shoes", "AtoB")
-    assert pair_counts(root) == {"train": 2, "val": 1}
-    with pytest.raises(ValueError, match="neither an existing folder nor a known"):
-        datasets.resolve_dataset("no_such_dir_or_dataset")
+@pytest.mark.skipif(not SHARED_FACADES.is_dir(), reason="../shared/data/facades not present")
+def test_resolve_dataset_accepts_a_symlink_to_the_real_facades(tmp_path):
+    (tmp_path / "facades").symlink_to(SHARED_FACADES)
+    assert datasets.resolve_dataset("facades", tmp_path) == (tmp_path / "facades", "BtoA")
+
+
+def test_resolve_dataset_offline_and_absent_says_how_to_get_it(tmp_path):
+    with pytest.raises(datasets.DownloadError, match="by hand"):
+        datasets.resolve_dataset("facades", tmp_path)
+    with pytest.raises(datasets.DownloadError, match="python -m p2p_keras download facades"):
+        datasets.resolve_dataset("facades", tmp_path, download=False)
+    with pytest.warns(UserWarning, match="not available"):
+        assert datasets.find_real_facades(tmp_path) is None
+    assert list(tmp_path.iterdir()) == [tmp_path / "downloads"]
+
+
+def test_resolve_dataset_folders_and_the_synthetic_default(tmp_path, monkeypatch):
+    plain = tmp_path / "mine"
+    (plain / "train").mkdir(parents=True)
+    assert datasets.resolve_dataset(plain) == (plain, None)
+    assert datasets.resolve_dataset(str(plain)) == (plain, None)
+    (tmp_path / "maps" / "train").mkdir(parents=True)
+    assert datasets.resolve_dataset(tmp_path / "maps") == (tmp_path / "maps", "AtoB")
+    (plain / synthetic.MANIFEST_NAME).write_text("{}")
+    assert datasets.resolve_dataset(plain) == (plain, "BtoA")
+    calls = []
+    monkeypatch.setattr(synthetic, "make_synthetic_facades", lambda out: calls.append(out) or out)
+    assert datasets.resolve_dataset(None, tmp_path) == (tmp_path / "synthetic_facades", "BtoA")
+    assert calls == [tmp_path / "synthetic_facades"]
+    with pytest.raises(ValueError, match="Unknown pix2pix dataset 'nowhere'"):
+        datasets.resolve_dataset("nowhere", tmp_path)
 
 
 # --------------------------------------------------------------------------------------------
@@ -513,80 +415,91 @@ def test_resolve_dataset_path_and_name(tmp_path, monkeypatch):
 # --------------------------------------------------------------------------------------------
 
 
-def _split_sizes(data_dir: Path, **kwargs) -> dict:
-    splits = tfds.load("pix2pix/facades", data_dir=str(data_dir), **kwargs)
-    sizes = {name: int(ds.cardinality()) for name, ds in splits.items()}
-    example = next(iter(splits["train"]))
-    assert example["image"].dtype.name == "uint8" and example["image"].shape == (8, 16, 3)
-    assert example["file_name"].numpy().decode().endswith(".jpg")
-    return sizes
+def _split_sizes(data_dir: Path) -> dict:
+    builder = tfds.builder("pix2pix/facades", data_dir=data_dir)
+    builder.download_and_prepare()
+    return {name: info.num_examples for name, info in builder.info.splits.items()}
 
 
-def test_tfds_load_from_local_server(tmp_path, serve, fake_facades, monkeypatch):
+def test_tfds_load_from_a_local_server(tmp_path, serve, fake_facades):
     make_archive(tmp_path / "www", "facades", fake_facades)
-    base_url, requests_seen = serve(tmp_path / "www")
-    monkeypatch.setenv(datasets.URL_ENV_VAR, base_url)
-
+    serve(tmp_path / "www")
     assert _split_sizes(tmp_path / "tfds") == SMALL_COUNTS
-    assert any("GET /facades.tar.gz" in r for r in requests_seen)
+    examples = list(tfds.load("pix2pix/facades", split="train", data_dir=tmp_path / "tfds"))
+    assert {e["file_name"].numpy() for e in examples} == {b"1.jpg", b"2.jpg", b"3.jpg"}
+    assert all(e["image"].shape == (8, 16, 3) for e in examples)
 
 
-def test_tfds_load_from_manual_dir(tmp_path, fake_facades, monkeypatch):
-    make_archive(tmp_path / "manual", "facades", fake_facades)
-    monkeypatch.setenv(datasets.URL_ENV_VAR, f"http://127.0.0.1:{free_port()}/")
-    config = tfds.download.DownloadConfig(manual_dir=str(tmp_path / "manual"))
-
-    sizes = _split_sizes(tmp_path / "tfds", download_and_prepare_kwargs={"download_config": config})
-
-    assert sizes == SMALL_COUNTS
+def test_tfds_load_from_the_manual_folder(tmp_path, fake_facades):
+    make_archive(tmp_path / "tfds" / "downloads" / "manual", "facades", fake_facades)
+    assert _split_sizes(tmp_path / "tfds") == SMALL_COUNTS
 
 
-def test_tfds_builder_refuses_checksum_mismatch(tmp_path, monkeypatch):
-    files = fake_files(SMALL_COUNTS)
-    table = {**hashes_of(files), "train/2.jpg": "0" * 64}
-    monkeypatch.setattr(datasets, "expected_sha256", lambda name: table)
-    make_archive(tmp_path / "manual", "facades", files)
-    config = tfds.download.DownloadConfig(manual_dir=str(tmp_path / "manual"))
-    builder = tfds.builder("pix2pix/facades", data_dir=str(tmp_path / "tfds"))
-    with pytest.raises(datasets.IntegrityError, match="train/2.jpg"):
-        builder.download_and_prepare(download_config=config)
+def test_tfds_builder_refuses_a_tampered_archive(tmp_path, fake_facades):
+    tampered = dict(fake_facades, **{"test/1.jpg": jpeg_bytes(77)})
+    make_archive(tmp_path / "tfds" / "downloads" / "manual", "facades", tampered)
+    with pytest.raises(datasets.IntegrityError, match="test/1.jpg"):
+        _split_sizes(tmp_path / "tfds")
 
 
-class Pix2pixBuilderTest(tfds.testing.DatasetBuilderTestCase):
-    """TFDS's own builder checks, on dummy data generated into a temporary EXAMPLE_DIR."""
+# --------------------------------------------------------------------------------------------
+# combine (write_aligned)
+# --------------------------------------------------------------------------------------------
 
-    DATASET_CLASS = datasets.Pix2pix
-    BUILDER_CONFIG_NAMES_TO_TEST = ["facades", "night2day"]
-    SPLITS = SMALL_COUNTS
-    DL_EXTRACT_RESULT = "extracted"
-    SKIP_CHECKSUMS = True  # checksums.tsv holds no real values yet
 
-    @classmethod
-    def setUpClass(cls):
-        cls._example_dir = tempfile.mkdtemp(prefix="pix2pix_dummy_")
-        files = fake_files(SMALL_COUNTS)
-        for name in cls.BUILDER_CONFIG_NAMES_TO_TEST:
-            write_tree(Path(cls._example_dir) / "extracted" / name, files)
-        cls.EXAMPLE_DIR = cls._example_dir
-        cls._table = hashes_of(files)
-        super().setUpClass()
+def noise(h, w, seed):
+    return np.random.default_rng(seed).integers(0, 256, (h, w, 3), dtype=np.uint8)
 
-    @classmethod
-    def tearDownClass(cls):
-        super().tearDownClass()
-        shutil.rmtree(cls._example_dir, ignore_errors=True)
 
-    def setUp(self):
-        super().setUp()
-        table = self._table
-        for patcher in (
-            mock.patch.object(datasets, "_ensure_reachable"),  # the dummy run is offline
-            mock.patch.object(
-                datasets, "expected_sha256", lambda name: table if name == "facades" else None
-            ),
-        ):
-            patcher.start()
-            self.patchers.append(patcher)
+def save(path, array, **kwargs):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(array).save(path, **kwargs)
+    return path
+
+
+def test_write_aligned_converts_resizes_and_keeps_jpeg(tmp_path):
+    save(tmp_path / "A" / "train" / "x.jpg", np.full((32, 32, 3), (200, 40, 90), np.uint8))
+    save(tmp_path / "B" / "train" / "x.jpg", np.full((16, 16), 70, np.uint8))  # gray, smaller
+    assert datasets.write_aligned(tmp_path / "A", tmp_path / "B", tmp_path / "out") == {"train": 1}
+    with Image.open(tmp_path / "out" / "train" / "x.jpg") as im:
+        assert (im.format, im.mode, im.size) == ("JPEG", "RGB", (64, 32))
+        ab = np.asarray(im).astype(int)
+    # Away from the seam, where JPEG chroma subsampling mixes the halves.
+    assert np.abs(ab[:, :24] - (200, 40, 90)).max() <= 4
+    assert np.abs(ab[:, 40:] - 70).max() <= 2
+    assert hidden(tmp_path / "out") == []
+    assert datasets.write_aligned(tmp_path / "A", tmp_path / "B", tmp_path / "s", size=8) == {
+        "train": 1
+    }
+    assert Image.open(tmp_path / "s" / "train" / "x.jpg").size == (16, 8)
+
+
+def test_write_aligned_scales_16_bit_and_keeps_png(tmp_path):
+    save(tmp_path / "A" / "val" / "x.png", np.full((16, 16, 3), 9, np.uint8))
+    save(tmp_path / "B" / "val" / "x.png", np.full((16, 16), 40000, np.uint16))
+    assert datasets.write_aligned(tmp_path / "A", tmp_path / "B", tmp_path / "out") == {"val": 1}
+    with Image.open(tmp_path / "out" / "val" / "x.png") as im:
+        assert (im.format, im.mode, im.size) == ("PNG", "RGB", (32, 16))
+        ab = np.asarray(im)
+    assert (ab[:, :16] == 9).all()
+    assert (ab[:, 16:] == 156).all()  # 40000 / 257, not clipped to 255
+
+
+def test_write_aligned_refuses_bad_inputs_and_writes_nothing(tmp_path):
+    for split in ("train", "val"):
+        save(tmp_path / "A" / split / "ok.png", noise(8, 8, 0))
+        save(tmp_path / "B" / split / "ok.png", noise(8, 8, 1))
+    save(tmp_path / "A" / "val" / "lonely.png", noise(8, 8, 2))
+    (tmp_path / "B" / "val" / "broken.png").write_bytes(b"not a png")
+    save(tmp_path / "A" / "val" / "broken.png", noise(8, 8, 3))
+    with pytest.raises(BadImageError) as info:
+        datasets.write_aligned(tmp_path / "A", tmp_path / "B", tmp_path / "out")
+    assert [(Path(b.path).name, b.reason.split(":")[0]) for b in info.value.bad] == [
+        ("lonely.png", "missing partner"),
+        ("broken.png", "unreadable image (UnidentifiedImageError"),
+    ]
+    assert str(tmp_path / "B" / "val" / "broken.png") in str(info.value)
+    assert list((tmp_path / "out").rglob("*")) == []  # not even the good train split
 
 
 # --------------------------------------------------------------------------------------------
@@ -622,6 +535,7 @@ def test_prepare_cityscapes_builds_aligned_layout(tmp_path):
     assert pixels.shape == (16, 32, 3)
     np.testing.assert_allclose(pixels[8, 4], PHOTO_RGB, atol=6)  # A = photo, left
     np.testing.assert_allclose(pixels[8, 28], LABEL_RGB, atol=6)  # B = label, right
+    assert datasets.resolve_dataset(out) == (out, "BtoA")
     mtime = (out / "val" / "1.jpg").stat().st_mtime_ns
     assert datasets.prepare_cityscapes(tmp_path / "nowhere", tmp_path / "nowhere", out) == out
     assert (out / "val" / "1.jpg").stat().st_mtime_ns == mtime
@@ -632,7 +546,7 @@ def test_prepare_cityscapes_unmatched_photo_fails_without_output(tmp_path):
     (tmp_path / "gtFine" / "val" / "lindau" / "lindau_000000_000001_gtFine_color.png").unlink()
     out = tmp_path / "data" / "cityscapes"
 
-    with pytest.raises(datasets.DownloadError, match="1 photo.* have no gtFine label"):
+    with pytest.raises(datasets.DownloadError, match="No gtFine label for 1 photo"):
         datasets.prepare_cityscapes(tmp_path / "gtFine", tmp_path / "leftImg8bit", out)
 
     assert list((tmp_path / "data").iterdir()) == []
