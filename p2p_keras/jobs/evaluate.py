@@ -1,0 +1,190 @@
+"""``python -m p2p_keras evaluate``: a generator's scores on a split, each beside its floor.
+
+Per-pixel metrics favour a blur, so baselines are scored alike: the mean training photo, the
+input as output and, for the FCN-score (`p2p_keras.segmenter`), the real photos (upper bound).
+"""
+
+import json
+import pathlib
+
+import numpy as np
+from PIL import Image
+
+from p2p_keras import metrics as m
+from p2p_keras.data import atomic_path, denormalize, load_paired
+from p2p_keras.inference import generate, load_generator
+
+METRICS = ("l1", "psnr", "ssim", "kid", "fid")
+
+
+def translate_split(generator, dataset, *, dropout=False, batch_stats=False):
+    """Translates ``(input, target)`` batches; returns ``(inputs, generated, targets)`` arrays."""
+    batches = [(np.asarray(x, np.float32), np.asarray(y, np.float32)) for x, y in dataset]
+    if not batches:
+        raise ValueError("the dataset yielded no images to evaluate")
+    outputs = [generate(generator, x, dropout=dropout, batch_stats=batch_stats) for x, _ in batches]
+    inputs, targets = (np.concatenate(arrays) for arrays in zip(*batches, strict=True))
+    return inputs, np.concatenate(outputs).astype(np.float32), targets
+
+
+def score(inputs, generated, targets, *, metrics=METRICS[:3], mean=None, features=None, fcn=None):
+    """``{row: {metric: value}}``: generated images and baselines against the targets.
+
+    Args:
+        inputs, generated, targets: (N, H, W, C) arrays in [-1, 1], as `translate_split` gives.
+        metrics: any of "l1", "psnr", "ssim". mean: the mean photo (see `mean_photo`) or None.
+        features: images -> (N, D) features: adds KID and FID (`metrics.inception_features()`).
+        fcn: photos -> FCN-scores against the inputs' label maps (see `fcn_scorer`); applied to
+            the generated, mean and real photos ("real photos" row: the upper bound).
+    """
+    candidates = {"generator": generated}
+    if mean is not None:
+        candidates["mean photo"] = np.broadcast_to(mean, targets.shape)
+    if inputs.shape == targets.shape:
+        candidates["input as output"] = inputs
+    real = None if features is None else features(targets)
+    rows = {}
+    for name, images in candidates.items():
+        row = rows[name] = {k: np.mean(m.PER_IMAGE[k](images, targets)) for k in metrics}
+        if features is not None:  # the mean photo's features: one image's, repeated
+            fake = features(images[:1] if name == "mean photo" else images)
+            fake = np.repeat(fake, len(images) // len(fake), axis=0)
+            row["kid"], row["kid_std"] = m.kid(real, fake)
+            row["fid"] = m.fid(real, fake)
+        if fcn is not None and name != "input as output":
+            row.update(fcn(images))
+    if fcn is not None:
+        rows["real photos"] = fcn(targets)
+    return {name: {key: float(value) for key, value in row.items()} for name, row in rows.items()}
+
+
+def mean_photo(root, split="train", **options):
+    """The mean target of ``load_paired(root, split, training=False, **options)``, in [-1, 1]."""
+    total, count = 0.0, 0
+    for _, targets in load_paired(root, split, training=False, **options):
+        total, count = total + np.sum(targets, axis=0, dtype=np.float64), count + len(targets)
+    return (total / count).astype(np.float32)
+
+
+def evaluate(
+    generator_or_path,
+    data=None,
+    split="val",
+    *,
+    dropout=False,
+    batch_stats=False,
+    out=None,
+    direction=None,
+    data_dir=None,
+    metrics=METRICS,
+    inception_weights="imagenet",
+    max_images=None,
+    fcn=True,
+):
+    """Translates a split, scores it beside the baselines, writes metrics.json and samples.png.
+
+    Returns a JSON-ready dict: "rows" (see `score`), "unavailable" (what -> why), the settings.
+
+    Args:
+        generator_or_path: a generator `keras.Model` or a ``generator.keras``/``pix2pix.keras``.
+        data, data_dir: see `p2p_keras.jobs.train.resolve_data`.
+        split: the split to score; "val" falls back to "test" where there is none.
+        dropout, batch_stats: the test-time mode (see `p2p_keras.inference.generate`); with
+            `batch_stats` images go one at a time (the paper's protocol).
+        out: folder for ``metrics.json`` and ``samples.png`` (input | output | target).
+        direction: default the run's ``config.json`` beside the model, else the dataset's.
+        metrics: see `score`; KID and FID need InceptionV3's `inception_weights` ("imagenet"
+            or a local file), else they are "unavailable", as anything missing is.
+        max_images: score at most this many. fcn: add the FCN-score where there are labels.
+
+    Example:
+    >>> print(format_table(evaluate("runs/pix2pix/generator.keras", "facades", "test")))
+    """
+    from p2p_keras.jobs.train import resolve_data
+
+    pixel = [name for name in metrics if name not in ("kid", "fid")]
+    if not set(pixel) <= set(m.PER_IMAGE):
+        raise ValueError(f"unknown metrics in {metrics}; choose from {METRICS}")
+    path = generator_or_path if isinstance(generator_or_path, str | pathlib.Path) else None
+    generator = load_generator(path) if path else generator_or_path
+    root, natural = resolve_data(data, data_dir)
+    root, unavailable, features, scorer = pathlib.Path(root), {}, None, None
+    direction = direction or _trained_direction(path) or natural or "AtoB"
+    options = {"direction": direction, "image_size": generator.input_shape[1:3]}
+    split = "test" if split == "val" and not (root / "val").is_dir() else split
+    batch_size = 1 if batch_stats else 8
+    dataset = load_paired(root, split, training=False, batch_size=batch_size, **options)
+    dataset = dataset.unbatch().take(max_images or -1).batch(batch_size)
+    images = translate_split(generator, dataset, dropout=dropout, batch_stats=batch_stats)
+    mean = mean_photo(root, batch_size=16, **options) if (root / "train").is_dir() else None
+    if mean is None:
+        unavailable["mean photo"] = f"{root} has no train split"
+    if {"kid", "fid"} & set(metrics):
+        try:
+            features = m.inception_features(inception_weights)
+        except RuntimeError as error:
+            unavailable.update(kid=str(error), fid=str(error))
+    if fcn:
+        scorer = fcn_scorer(root, images[0], unavailable, label_side=direction == natural)
+    result = {
+        **{"model": str(path or generator.name), "data": str(root), "split": split, **options},
+        **{"n_images": len(images[0]), "dropout": dropout, "batch_stats": batch_stats},
+        "rows": score(*images, metrics=pixel, mean=mean, features=features, fcn=scorer),
+        "unavailable": unavailable,
+    }
+    if out is not None:
+        with atomic_path(pathlib.Path(out) / "metrics.json") as tmp:
+            tmp.write_text(json.dumps(result, indent=2) + "\n")
+        with atomic_path(pathlib.Path(out) / "samples.png") as tmp:
+            Image.fromarray(sample_grid(*images)).save(tmp, format="PNG")
+    return result
+
+
+def fcn_scorer(root, inputs, unavailable, *, label_side=True):
+    """photos -> FCN-scores against `inputs` as label maps (`p2p_keras.segmenter`), or None.
+
+    The dataset is "facades" or "cityscapes" as in the folder's name; `label_side`: the inputs
+    are label maps. Where there is no FCN-score, `unavailable["fcn"]` says why."""
+    name = next((name for name in ("facades", "cityscapes") if name in root.name), root.name)
+    try:
+        from p2p_keras import segmenter
+
+        if not label_side:
+            raise ValueError("the inputs are not its label maps: evaluate its usual direction")
+        labels = segmenter.decode_labels(inputs, name)
+        model = segmenter.load_or_train_segmenter(root, dataset=name)
+    except (ImportError, ValueError, FileNotFoundError) as error:
+        unavailable["fcn"] = f"no FCN-score for {root.name}: {error}"
+        return None
+    return lambda photos: segmenter.fcn_score(photos, labels, model)
+
+
+def _trained_direction(model_path):
+    try:
+        config = json.loads(pathlib.Path(model_path).with_name("config.json").read_text())
+    except (TypeError, OSError, ValueError):
+        return None
+    return config.get("direction")
+
+
+def sample_grid(inputs, generated, targets, rows=4):
+    """The first `rows` images as one uint8 picture, input | output | target on each row."""
+    columns = [denormalize(images[:rows]) for images in (inputs, generated, targets)]
+    columns = [c[..., :3] if c.shape[-1] >= 3 else np.repeat(c[..., :1], 3, -1) for c in columns]
+    return np.concatenate(np.concatenate(columns, axis=2), axis=0)
+
+
+def format_table(result):
+    """The result of `evaluate` as a text table: one row per prediction, one column per metric."""
+    names = list(dict.fromkeys(k for r in result["rows"].values() for k in r if k != "kid_std"))
+    lines = [
+        f"{result['n_images']} images of {result['data']} ({result['split']}), "
+        f"{result['direction']}, dropout {'on' if result['dropout'] else 'off'}, batch norm with "
+        + ("the test batch's statistics" if result["batch_stats"] else "the moving averages"),
+        f"{'':<16}" + "".join(f"{name:>14}" for name in names),
+    ]
+    for row, values in result["rows"].items():
+        cells = (f"{values[k]:14.4f}" if k in values else f"{'-':>14}" for k in names)
+        lines.append(f"{row:<16}" + "".join(cells))
+    lines += [f"{what} unavailable: {why}" for what, why in result["unavailable"].items()]
+    return "\n".join(lines)
