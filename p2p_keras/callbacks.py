@@ -1,207 +1,151 @@
-"""Callbacks for training pix2pix with `fit`: sample grids, the official LR schedule, backups that
-resume at the exact step, and a guard against non-finite losses. Logs use Keras' `CSVLogger` and
-`TensorBoard`.
-"""
+"""Callbacks for `fit`: sample grids, the official learning-rate schedule, exact-step backups,
+and a guard against non-finite losses."""
 
 import json
-import math
 import pathlib
+import warnings
 
 import keras
 import numpy as np
-import tensorflow as tf
+from keras import ops
 
-from p2p_keras.data import denormalize
-from p2p_keras.inference import atomic_path, generate, save_atomic, write_png_atomic
+from p2p_keras.data import atomic_path, denormalize
+from p2p_keras.inference import generate, save_image, save_model, seed_states
+
+
+def all_finite(logs):
+    """Whether every value in a Keras `logs` dict is finite."""
+    return all(bool(ops.all(ops.isfinite(value))) for value in (logs or {}).values())
 
 
 def sample_grid(inputs, generated, targets):
-    """Tiles images into rows of input | generated | target.
-
-    Args:
-        inputs: (N, H, W, C) images in [-1, 1].
-        generated: (N, H, W, C) images in [-1, 1].
-        targets: (N, H, W, C) images in [-1, 1].
-
-    Returns:
-        A uint8 array of shape (N * H, 3 * W, C).
-    """
-    rows = [
-        np.concatenate([denormalize(a), denormalize(b), denormalize(c)], axis=1)
-        for a, b, c in zip(inputs, generated, targets, strict=True)
-    ]
-    return np.concatenate(rows, axis=0)
+    """Tiles (N, H, W, C) images in [-1, 1] into a uint8 (N * H, 3 * W, C) grid of rows
+    input | generated | target."""
+    return denormalize(np.concatenate(np.concatenate([inputs, generated, targets], axis=2)))
 
 
 class SampleGrid(keras.callbacks.Callback):
-    """Translates a fixed set of pairs after each epoch and keeps the picture.
+    """Translates fixed pairs every `every` epochs (and the last) into a `sample_grid`.
 
-    Each grid has one row per pair: input | generated | target. It is written as
-    ``out_dir/epoch_NNN.png``, logged to TensorBoard under ``log_dir`` and, with ``show=True``,
-    displayed inline in a notebook.
-
-    Args:
-        inputs: (N, H, W, C) input images in [-1, 1] (e.g. the first validation pairs).
-        targets: (N, H, W, C) target images in [-1, 1].
-        out_dir: folder for the PNGs, or None.
-        log_dir: TensorBoard log folder, or None.
-        show: display the grid inline (IPython) at each epoch.
-        every: write a grid every `every` epochs (and after the last one).
-        dropout: keep dropout on when generating (the paper's test-time noise).
-        batch_stats: normalise with the batch's statistics, as the paper does at test time.
+    The grid goes to ``out_dir/epoch_NNN.png``, to TensorBoard under `log_dir` and, with `show`,
+    inline in a notebook. `inputs` and `targets` are (N, H, W, C) images in [-1, 1]; `modes`
+    are `generate`'s. The dropout noise comes from their `seed` (default 0), never from the
+    model's training noise, so the grids leave training (and resuming) exactly as it was.
 
     Example:
-    >>> x, y = next(iter(val_ds.unbatch().batch(4)))
-    >>> model.fit(train_ds, epochs=10, callbacks=[SampleGrid(x, y, out_dir="samples")])
+    >>> model.fit(train_ds, epochs=10, callbacks=[SampleGrid(x[:4], y[:4], out_dir="samples")])
     """
 
     def __init__(
-        self,
-        inputs,
-        targets,
-        out_dir=None,
-        *,
-        log_dir=None,
-        show=False,
-        every=1,
-        dropout=True,
-        batch_stats=True,
+        self, inputs, targets, out_dir=None, *, log_dir=None, show=False, every=1, **modes
     ):
         super().__init__()
-        self.inputs = np.asarray(inputs)
-        self.targets = np.asarray(targets)
-        self.out_dir = pathlib.Path(out_dir) if out_dir else None
-        self.log_dir = log_dir
-        self.show = show
-        self.every = every
-        self.dropout = dropout
-        self.batch_stats = batch_stats
-        self.last_grid = None
-        self._writer = None
+        self.inputs, self.targets = np.asarray(inputs), np.asarray(targets)
+        self.out_dir, self.log_dir, self.show, self.every = out_dir, log_dir, show, every
+        self.modes, self.last_grid, self._writer = {"seed": 0, **modes}, None, None
 
     def on_epoch_end(self, epoch, logs=None):
-        last_epoch = self.params.get("epochs") == epoch + 1
-        if ((epoch + 1) % self.every and not last_epoch) or not all_finite(logs):
+        due = (epoch + 1) % self.every == 0 or self.params.get("epochs") == epoch + 1
+        if not due or not all_finite(logs):
             return
-        generated = generate(
-            self.model.generator,
-            self.inputs,
-            dropout=self.dropout,
-            batch_stats=self.batch_stats,
-        )
+        generated = generate(self.model.generator, self.inputs, **self.modes)
         self.last_grid = sample_grid(self.inputs, generated, self.targets)
         if self.out_dir is not None:
-            write_png_atomic(self.last_grid, self.out_dir / f"epoch_{epoch + 1:03d}.png")
+            save_image(self.last_grid, pathlib.Path(self.out_dir) / f"epoch_{epoch + 1:03d}.png")
         if self.log_dir is not None:
-            self._log_to_tensorboard(epoch)
+            import tensorflow as tf
+
+            self._writer = self._writer or tf.summary.create_file_writer(str(self.log_dir))
+            with self._writer.as_default():
+                tf.summary.image("samples", self.last_grid[None], step=epoch + 1)
         if self.show:
-            from IPython.display import Image, display
+            from IPython.display import display
 
-            display(Image(data=tf.io.encode_png(self.last_grid).numpy()))
-
-    def _log_to_tensorboard(self, epoch):
-        if self._writer is None:
-            self._writer = tf.summary.create_file_writer(str(self.log_dir))
-        with self._writer.as_default():
-            tf.summary.image("samples", self.last_grid[None], step=epoch + 1)
-        self._writer.flush()
+            display(keras.utils.array_to_img(self.last_grid))
 
 
 class LinearDecay(keras.callbacks.Callback):
     """The official schedule: a constant learning rate, then a linear decay towards 0.
 
-    Epoch ``e`` (counting from 1) trains at ``lr * (1 - max(0, e - n_epochs) / (n_epochs_decay
-    + 1))``, as `--lr_policy linear` in the official PyTorch code (100 + 100 epochs there).
-    The rate is set from the epoch number alone, so a resumed run picks up the right value.
-
-    Args:
-        n_epochs: epochs at the initial rate.
-        n_epochs_decay: epochs of linear decay after them.
-        learning_rate: the initial rate of both optimizers (the paper's 2e-4).
+    Epoch ``e`` (from 1) trains at ``base * (1 - max(0, e - n_epochs) / (n_epochs_decay + 1))``,
+    as ``--lr_policy linear`` in the official code. `learning_rate` is the base rate of both
+    optimizers; by default each optimizer's own rate when training first begins (the compiled
+    one). Pass it to resume a run whose restored optimizers hold a decayed rate.
     """
 
-    def __init__(self, n_epochs, n_epochs_decay, learning_rate=2e-4):
+    def __init__(self, n_epochs, n_epochs_decay, learning_rate=None):
         super().__init__()
-        self.n_epochs = n_epochs
-        self.n_epochs_decay = n_epochs_decay
-        self.learning_rate = learning_rate
+        self.n_epochs, self.n_epochs_decay = n_epochs, n_epochs_decay
+        self.learning_rate, self.base_rates = learning_rate, None
 
     def multiplier(self, epoch):
         """Learning-rate factor for `epoch`, counted from 0 as Keras does."""
         return 1.0 - max(0, epoch + 1 - self.n_epochs) / (self.n_epochs_decay + 1)
 
+    def on_train_begin(self, logs=None):
+        self.optimizers = (self.model.generator_optimizer, self.model.discriminator_optimizer)
+        if self.base_rates is None:  # a later fit() continues with the first one's rates
+            rates = [ops.convert_to_numpy(o.learning_rate) for o in self.optimizers]
+            self.base_rates = [float(self.learning_rate or rate) for rate in rates]
+
     def on_epoch_begin(self, epoch, logs=None):
-        rate = self.learning_rate * self.multiplier(epoch)
-        for optimizer in (self.model.generator_optimizer, self.model.discriminator_optimizer):
-            optimizer.learning_rate = rate
+        for optimizer, base in zip(self.optimizers, self.base_rates, strict=True):
+            optimizer.learning_rate = base * self.multiplier(epoch)
 
     def on_epoch_end(self, epoch, logs=None):
         if logs is not None:
-            logs["lr"] = float(self.learning_rate * self.multiplier(epoch))
-
-
-def all_finite(logs):
-    """Whether every number in a Keras `logs` dict is finite."""
-    return all(math.isfinite(float(value)) for value in (logs or {}).values())
+            logs["lr"] = self.base_rates[0] * self.multiplier(epoch)
 
 
 class GeneratorCheckpoint(keras.callbacks.Callback):
-    """Saves the generator after every epoch, atomically: a crash leaves the previous file.
-
-    An epoch whose losses are not finite is not saved.
-
-    Args:
-        path: destination ``.keras`` file.
-    """
+    """Saves the generator to `path` (``.keras``) atomically after every finite epoch."""
 
     def __init__(self, path):
         super().__init__()
-        self.path = pathlib.Path(path)
+        self.path = path
 
     def on_epoch_end(self, epoch, logs=None):
         if all_finite(logs):
-            save_atomic(self.model.generator, self.path)
+            save_model(self.model.generator, self.path)
+
+
+class BackupError(ValueError):
+    """A backup that cannot be restored; the message names the file and what to do."""
 
 
 class StepBackup(keras.callbacks.Callback):
-    """Backs up the whole training state every `every` steps and at each epoch's end.
+    """Backs up the training state in `backup_dir` every `every` steps and at epoch ends.
 
-    The state is the weights of both networks, both optimizers (moments, step counters, learning
-    rates) and batch-norm statistics (one ``model.save_weights`` file), plus the dropout layers'
-    random-number states and the epoch and step reached (``state.json``).
-    `keras.callbacks.BackupAndRestore` resumes at the start of the interrupted epoch, so a resumed
-    run would take more steps than an uninterrupted one; this backup records the step, and
-    `p2p_keras.jobs.train.train` resumes exactly there.
-
-    Writes are atomic: a new weights file is completed first, then ``state.json`` is replaced to
-    point at it, then older weights files are deleted. A crash at any moment leaves a consistent
-    backup. Steps whose losses are not finite are never backed up.
-
-    Args:
-        backup_dir: folder of the backup.
-        every: steps between backups (None: at epoch ends only).
-        initial_step: global step at which this `fit` starts (after a resume).
+    A backup is a ``save_weights`` file and ``state.json`` (dropout's random state, the epoch
+    and step reached), so `p2p_keras.jobs.train.train` resumes at the exact step, where
+    `keras.callbacks.BackupAndRestore` restarts the epoch. Steps are counted from the batch
+    index, as there, so ``steps_per_execution > 1`` works. The previous backup is kept
+    (``state.prev.json``). `initial_step`: the global step at which `fit` starts.
     """
 
-    STATE = "state.json"
+    STATE, PREVIOUS = "state.json", "state.prev.json"
 
     def __init__(self, backup_dir, every=None, initial_step=0):
         super().__init__()
         self.backup_dir = pathlib.Path(backup_dir)
-        self.every = every
-        self.global_step = initial_step
-        self._epoch = 0
-        self._step_in_epoch = 0
+        self.every, self.global_step = every, initial_step
+        self._epoch = self._epoch_start = self._offset = 0
+
+    def on_train_begin(self, logs=None):
+        state = _read_state(self.backup_dir / self.STATE)
+        self._resumed = state if state.get("global_step") == self.global_step else {}
 
     def on_epoch_begin(self, epoch, logs=None):
-        self._epoch = epoch
-        self._step_in_epoch = 0
+        # After a mid-epoch resume, the first epoch of this fit() starts at a later step.
+        resumed = self._resumed.get("epoch") == epoch
+        self._offset = self._resumed["step_in_epoch"] if resumed else 0
+        self._epoch, self._epoch_start, self._resumed = epoch, self.global_step, {}
 
     def on_train_batch_end(self, batch, logs=None):
-        self.global_step += 1
-        self._step_in_epoch += 1
-        if self.every and self.global_step % self.every == 0 and all_finite(logs):
-            self.save(self._epoch, self._step_in_epoch)
+        previous, self.global_step = self.global_step, self._epoch_start + batch + 1
+        crossed = self.every and previous // self.every < self.global_step // self.every
+        if crossed and all_finite(logs):
+            self.save(self._epoch, self._offset + batch + 1)
 
     def on_epoch_end(self, epoch, logs=None):
         if all_finite(logs):
@@ -212,45 +156,64 @@ class StepBackup(keras.callbacks.Callback):
         weights = self.backup_dir / f"step_{self.global_step:09d}.weights.h5"
         with atomic_path(weights) as temporary:
             self.model.save_weights(temporary)
-        state = {
-            "epoch": epoch,
-            "step_in_epoch": step_in_epoch,
-            "global_step": self.global_step,
-            "weights": weights.name,
-            # save_weights() leaves out the dropout layers' random-number states.
-            "seeds": [v.numpy().tolist() for v in _seed_states(self.model)],
-        }
-        with atomic_path(self.backup_dir / self.STATE) as temporary:
+        seeds = [ops.convert_to_numpy(v.value).tolist() for v in seed_states(self.model)]
+        state = {"epoch": epoch, "step_in_epoch": step_in_epoch, "global_step": self.global_step}
+        state.update(weights=weights.name, seeds=seeds)  # save_weights() leaves out the seeds
+        newest = self.backup_dir / self.STATE
+        if newest.exists():
+            with atomic_path(self.backup_dir / self.PREVIOUS) as temporary:
+                temporary.write_bytes(newest.read_bytes())
+        with atomic_path(newest) as temporary:
             temporary.write_text(json.dumps(state) + "\n")
+        keep = {weights.name, _read_state(self.backup_dir / self.PREVIOUS).get("weights")}
         for old in self.backup_dir.glob("step_*.weights.h5"):
-            if old != weights:
+            if old.name not in keep:
                 old.unlink()
 
     @classmethod
     def restore(cls, model, backup_dir):
-        """Loads the backup into `model` (built and compiled).
+        """Loads the newest intact backup into `model` (built and compiled); warns when that is
+        the previous one. Returns its state (``epoch``, ``step_in_epoch``, ``global_step``), or
+        None without a backup. Raises a `BackupError` naming the damaged files."""
+        paths = [pathlib.Path(backup_dir) / name for name in (cls.STATE, cls.PREVIOUS)]
+        errors = []
+        for path in (path for path in paths if path.exists()):
+            try:
+                state = _load_backup(model, path)
+            except BackupError as error:
+                errors.append(str(error))
+                continue
+            if errors:
+                warnings.warn(f"{errors[0]}; resuming from the previous backup", stacklevel=2)
+            return state
+        if errors:
+            way_out = f"delete the backup folder {backup_dir} to restart the run"
+            raise BackupError(f"{'; '.join(errors)}: {way_out}")
+        return None
 
-        Args:
-            model: the `Pix2Pix` model to restore.
-            backup_dir: folder of the backup.
 
-        Returns:
-            The state dict (``epoch``, ``step_in_epoch``, ``global_step``), or None when
-            `backup_dir` holds no backup.
-        """
-        state_path = pathlib.Path(backup_dir) / cls.STATE
-        if not state_path.exists():
-            return None
-        state = json.loads(state_path.read_text())
-        model.load_weights(pathlib.Path(backup_dir) / state["weights"])
-        for variable, value in zip(_seed_states(model), state["seeds"], strict=True):
+def _read_state(path):
+    """The JSON dict in `path`, or {} if it is missing or unreadable."""
+    try:
+        state = json.loads(pathlib.Path(path).read_text())
+    except (OSError, ValueError):
+        return {}
+    return state if isinstance(state, dict) else {}
+
+
+def _load_backup(model, path):
+    """Loads the backup whose state file is `path` into `model`; returns its state."""
+    state = _read_state(path)
+    if not {"weights", "seeds", "epoch", "step_in_epoch", "global_step"} <= state.keys():
+        raise BackupError(f"backup file {path} is damaged (unreadable or incomplete JSON)")
+    weights = path.parent / state["weights"]
+    try:
+        model.load_weights(weights)
+        for variable, value in zip(seed_states(model), state["seeds"], strict=True):
             variable.assign(value)
-        return state
-
-
-def _seed_states(model):
-    """The state variables of the random-number generators inside `model` (dropout's)."""
-    return [v for v in model.non_trainable_variables if "seed_generator_state" in v.path]
+    except Exception as error:  # noqa: BLE001 - h5py and Keras raise many kinds
+        raise BackupError(f"backup file {weights} is damaged ({error})") from error
+    return state
 
 
 class NonFiniteLossError(ArithmeticError):
@@ -258,33 +221,22 @@ class NonFiniteLossError(ArithmeticError):
 
 
 class StopOnNonFinite(keras.callbacks.Callback):
-    """Stops training at the first step whose losses are NaN or infinite, and says where.
+    """Stops `fit` at the first step whose losses are not finite; `error` then says where.
 
-    Keras' `TerminateOnNaN` only watches a ``loss`` entry, which a GAN's logs do not have. After
-    `fit` returns, `error` holds a `NonFiniteLossError` naming the epoch, step and loss, or None.
-
-    Args:
-        advice: sentence appended to the message (e.g. how to continue from the last backup).
+    Keras' `TerminateOnNaN` only watches a ``loss`` entry, which a GAN's logs lack. `advice` is
+    appended to the `NonFiniteLossError` message (e.g. how to continue from the last backup).
     """
 
     def __init__(self, advice=""):
         super().__init__()
-        self.advice = advice
-        self.error = None
-        self._epoch = 0
-
-    def on_train_begin(self, logs=None):
-        self.error = None
+        self.advice, self.error, self._epoch = advice, None, 0
 
     def on_epoch_begin(self, epoch, logs=None):
         self._epoch = epoch
 
     def on_train_batch_end(self, batch, logs=None):
-        if all_finite(logs):
-            return
-        names = [key for key, value in logs.items() if not math.isfinite(float(value))]
-        self.error = NonFiniteLossError(
-            f"{', '.join(names)} became non-finite at epoch {self._epoch + 1}, step {batch + 1}. "
-            f"{self.advice}".strip()
-        )
-        self.model.stop_training = True
+        if not all_finite(logs):
+            names = ", ".join(key for key, value in logs.items() if not all_finite({key: value}))
+            where = f"epoch {self._epoch + 1}, step {batch + 1}"
+            self.error = NonFiniteLossError(f"{names} became non-finite at {where}. {self.advice}")
+            self.model.stop_training = True

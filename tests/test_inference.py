@@ -1,22 +1,26 @@
 """Test-time modes, translation at any size, safe loading and atomic files."""
 
+import types
+
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 from PIL import Image
 
-from p2p_keras.callbacks import LinearDecay, sample_grid
+from p2p_keras.callbacks import LinearDecay, SampleGrid, sample_grid
+from p2p_keras.discriminator import build_patchgan_discriminator
 from p2p_keras.generator import build_unet_generator
 from p2p_keras.inference import (
     ModelFileError,
-    atomic_path,
     export_saved_model,
     generate,
     load_generator,
-    save_atomic,
-    translate_array,
+    save_model,
+    translate,
     translate_files,
 )
+from p2p_keras.model import Pix2Pix
 
 
 @pytest.fixture(scope="module")
@@ -54,6 +58,60 @@ def test_paper_mode_has_dropout_noise_and_leaves_moving_averages_alone(generator
     assert all(layer.trainable for layer in generator.layers)
 
 
+def test_seeded_noise_repeats_and_differs_between_seeds(generator, images):
+    a, b = generate(generator, images, seed=3), generate(generator, images, seed=3)
+    np.testing.assert_array_equal(a, b)
+    assert np.abs(a - generate(generator, images, seed=4)).max() > 1e-4
+
+
+def model_state(model):
+    """Every variable's value (weights, moving averages, dropout's random state) and flag."""
+    flags = [(layer.name, layer.trainable, getattr(layer, "rate", None)) for layer in model.layers]
+    return [v.numpy().copy() for v in model.variables], flags
+
+
+def test_generate_changes_nothing_in_the_model(generator, images):
+    # Bug 6: generate() used to flip trainable flags and dropout rates, restore the moving
+    # averages, and leave the training noise's random state advanced.
+    (values, flags), seeds = model_state(generator), generator.get_layer("up1_dropout")
+    assert any("seed" in v.path for v in generator.non_trainable_variables), "no dropout state"
+    for dropout, batch_stats in [(True, True), (False, True), (True, False), (False, False)]:
+        generate(generator, images, dropout=dropout, batch_stats=batch_stats)
+    after_values, after_flags = model_state(generator)
+    assert after_flags == flags and seeds.rate == 0.5
+    for before, after in zip(values, after_values, strict=True):
+        np.testing.assert_array_equal(before, after)
+
+
+def tiny_pix2pix():
+    keras.utils.set_random_seed(0)
+    generator = build_unet_generator((64, 64, 3), filters=4, max_filters=16)
+    model = Pix2Pix(generator, build_patchgan_discriminator((64, 64, 3), filters=4, patch_size=16))
+    model.compile()
+    return model
+
+
+def test_generate_during_fit_leaves_the_training_unchanged(images):
+    pairs = tf.data.Dataset.from_tensor_slices((images, -images)).batch(1).repeat()
+
+    class Probe(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            generate(self.model.generator, images[:1])
+            generate(self.model.generator, images[:1], dropout=False)
+
+    runs = []
+    for callbacks in ([], [Probe(), SampleGrid(images, images, every=1)]):
+        model = tiny_pix2pix()
+        model.fit(pairs, epochs=2, steps_per_epoch=2, callbacks=callbacks, verbose=0)
+        runs.append(model_state(model)[0])
+    seeds = [i for i, v in enumerate(model.variables) if "seed" in v.path]
+    assert seeds
+    for index in seeds:  # the training noise's random state: exactly as without the calls
+        np.testing.assert_array_equal(runs[0][index], runs[1][index])
+    for plain, probed in zip(*runs, strict=True):
+        np.testing.assert_allclose(plain, probed, atol=1e-5)
+
+
 def test_batch_statistics_without_dropout_are_deterministic_and_differ_from_eval(generator, images):
     a = generate(generator, images, dropout=False, batch_stats=True)
     b = generate(generator, images, dropout=False, batch_stats=True)
@@ -76,9 +134,9 @@ def test_dropout_with_moving_averages(generator, images):
 
 
 @pytest.mark.parametrize("shape", [(50, 70, 3), (17, 9), (40, 40, 4)])
-def test_translate_array_returns_the_original_size(generator, shape):
+def test_translate_returns_the_original_size(generator, shape):
     image = np.random.default_rng(0).integers(0, 256, shape, dtype=np.uint8)
-    result = translate_array(generator, image, dropout=False, batch_stats=False)
+    result = translate(generator, image, dropout=False, batch_stats=False)
     assert result.shape == (*shape[:2], 3) and result.dtype == np.uint8
 
 
@@ -105,7 +163,7 @@ def test_translate_files_paired_takes_the_chosen_half(generator, tmp_path):
     )
     out_a, out_b = (np.asarray(Image.open(p[0])) for p in (a, b))
     assert out_a.shape == (64, 64, 3) and a[0].name == "pair.png"
-    expected_a = translate_array(generator, left, dropout=False, batch_stats=False)
+    expected_a = translate(generator, left, dropout=False, batch_stats=False)
     np.testing.assert_array_equal(out_a, expected_a)
     assert np.abs(out_a.astype(int) - out_b.astype(int)).max() > 0
 
@@ -142,20 +200,11 @@ def test_load_generator_refuses_a_model_of_another_kind(tmp_path):
         load_generator(tmp_path / "classifier.keras")
 
 
-def test_atomic_path_keeps_the_previous_file_on_failure(tmp_path):
-    target = tmp_path / "model.keras"
-    target.write_bytes(b"good")
-    with pytest.raises(RuntimeError), atomic_path(target) as temporary:
-        assert temporary.suffix == ".keras" and temporary.parent == tmp_path
-        temporary.write_bytes(b"half")
-        raise RuntimeError("crash during save")
-    assert target.read_bytes() == b"good"
-    assert [p.name for p in tmp_path.iterdir()] == ["model.keras"]
-
-
-def test_save_atomic_round_trips(generator, tmp_path):
-    path = save_atomic(generator, tmp_path / "sub" / "generator.keras")
-    assert keras.saving.load_model(path).count_params() == generator.count_params()
+def test_save_model_round_trips_and_leaves_no_temporary_file(generator, tmp_path):
+    save_model(generator, tmp_path / "sub" / "generator.keras")
+    assert [p.name for p in (tmp_path / "sub").iterdir()] == ["generator.keras"]
+    loaded = keras.saving.load_model(tmp_path / "sub" / "generator.keras")
+    assert loaded.count_params() == generator.count_params()
 
 
 def test_export_saved_model_serves_inference_mode(generator, tmp_path, images):
@@ -184,3 +233,26 @@ def test_linear_decay_matches_the_official_rule():
     assert factors[100] == pytest.approx(1 - 1 / 101)
     assert factors[199] == pytest.approx(1 / 101)
     assert all(a > b for a, b in zip(factors[99:-1], factors[100:], strict=True))
+
+
+def test_linear_decay_starts_from_the_compiled_learning_rates():
+    # Bug 2: compile(Adam(1e-4)) with LinearDecay(100, 100) used to train at 2e-4.
+    optimizers = [keras.optimizers.Adam(1e-4), keras.optimizers.Adam(3e-4)]
+    model = types.SimpleNamespace(
+        generator_optimizer=optimizers[0], discriminator_optimizer=optimizers[1]
+    )
+    decay = LinearDecay(100, 100)
+    decay.set_model(model)
+    decay.on_train_begin()
+    for epoch, factor in [(0, 1.0), (150, 1 - 51 / 101)]:
+        decay.on_epoch_begin(epoch)
+        rates = [float(optimizer.learning_rate) for optimizer in optimizers]
+        assert rates == pytest.approx([1e-4 * factor, 3e-4 * factor])
+    decay.on_train_begin()  # a second fit() keeps the base rates, not the decayed ones
+    decay.on_epoch_begin(0)
+    assert float(optimizers[0].learning_rate) == pytest.approx(1e-4)
+    fixed = LinearDecay(100, 100, learning_rate=2e-4)  # a resumed run names its base rate
+    fixed.set_model(model)
+    fixed.on_train_begin()
+    fixed.on_epoch_begin(199)
+    assert float(optimizers[1].learning_rate) == pytest.approx(2e-4 / 101)
