@@ -1,7 +1,6 @@
 """`Pix2Pix`: the conditional GAN as a `keras.Model` that trains with plain `compile()`/`fit()`."""
 
 import keras
-import tensorflow as tf
 
 from p2p_keras.losses import (
     check_gan_loss,
@@ -10,23 +9,24 @@ from p2p_keras.losses import (
     l1_loss,
 )
 from p2p_keras.optimizers import default_optimizer
+from p2p_keras.steps import BackendSteps
 
 
 @keras.saving.register_keras_serializable(package="p2p_keras")
-class Pix2Pix(keras.Model):
+class Pix2Pix(BackendSteps, keras.Model):
     """A generator and a discriminator trained together as in Isola et al. (2017).
 
     Each `train_step` runs the generator once, updates the discriminator on real and generated
     pairs, then updates the generator on its adversarial loss plus ``l1_weight`` times the L1
-    distance to the target: the paper's alternating optimisation, with the discriminator's loss
-    halved. `fit` logs ``d_loss``, ``g_loss`` (total), ``g_gan`` and ``g_l1``; `evaluate` and
-    validation report the same losses with the networks in inference mode. Calling the model
-    runs the generator.
+    distance to the target, against the updated discriminator: the paper's alternating
+    optimisation, with the discriminator's loss halved. `fit` logs ``d_loss``, ``g_loss``
+    (total), ``g_gan`` and ``g_l1``; `evaluate` and validation report the same losses with the
+    networks in inference mode. Calling the model runs the generator. The step is written for
+    each Keras backend (TensorFlow, JAX, PyTorch) in `p2p_keras.steps`.
 
     The two networks keep their own optimizers, so `compile` takes ``generator_optimizer`` and
-    ``discriminator_optimizer`` instead of ``optimizer``. Both are built in `compile`, which is
-    what `keras.callbacks.BackupAndRestore`, `tf.distribute` strategies and `load_model` need to
-    restore or mirror their state.
+    ``discriminator_optimizer`` instead of ``optimizer``; ``model.optimizer`` is a
+    `GANOptimizer` holding both, which is what Keras' trainers, callbacks and saving see.
 
     Args:
         generator: a `keras.Model` from images to images, e.g. `build_unet_generator()`.
@@ -37,7 +37,7 @@ class Pix2Pix(keras.Model):
 
     Example:
     >>> model = Pix2Pix(build_unet_generator(), build_patchgan_discriminator())
-    >>> model.compile()                      # fused Adam(2e-4, beta_1=0.5) for both, lambda = 100
+    >>> model.compile()                      # Adam(2e-4, beta_1=0.5) for both, lambda = 100
     >>> history = model.fit(train_ds, validation_data=val_ds, epochs=200)
     >>> fake = model(inputs)                 # the generator, in inference mode
     """
@@ -84,6 +84,7 @@ class Pix2Pix(keras.Model):
                 ``run_eagerly``...). ``optimizer``, ``loss`` and ``metrics`` are not used.
         """
         check_gan_loss(gan_loss)
+        kwargs.pop("optimizer", None)
         super().compile(optimizer=None, **kwargs)
         self.generator_optimizer = _with_loss_scaling(
             generator_optimizer or default_optimizer(), self.generator
@@ -96,8 +97,10 @@ class Pix2Pix(keras.Model):
         self.gan_weight = float(gan_weight)
         # Built now, not lazily on the first step: restoring a backup or a saved model needs
         # the slots to exist, and lazy creation inside a distributed step fails.
-        self.generator_optimizer.build(self.generator.trainable_variables)
-        self.discriminator_optimizer.build(self.discriminator.trainable_variables)
+        self.optimizer = GANOptimizer(self.generator_optimizer, self.discriminator_optimizer)
+        self.optimizer.build(
+            self.generator.trainable_variables, self.discriminator.trainable_variables
+        )
 
     @property
     def metrics(self):
@@ -112,49 +115,24 @@ class Pix2Pix(keras.Model):
             return self.discriminator([inputs, targets], training=training)
         return self.discriminator(targets, training=training)
 
-    def train_step(self, data):
-        inputs, targets, _ = keras.utils.unpack_x_y_sample_weight(data)
-        # Gradients are summed over replicas, so per-replica mean losses are divided by the
-        # replica count; the trackers get the unscaled values.
-        replicas = tf.distribute.get_strategy().num_replicas_in_sync
-        with tf.GradientTape() as tape:
-            generated = self.generator(inputs, training=True)
-            g_l1 = l1_loss(targets, generated)
-            if self.gan_weight:
-                with tape.stop_recording():
-                    d_loss = self._discriminator_step(inputs, targets, generated, replicas)
-                fake_logits = self.discriminate(inputs, generated, training=True)
-                g_gan = generator_gan_loss(fake_logits, self.gan_loss)
-            else:
-                d_loss = g_gan = tf.constant(0.0)
-            g_loss = self.gan_weight * g_gan + self.l1_weight * g_l1
-            scaled = self.generator_optimizer.scale_loss(g_loss / replicas)
-        variables = self.generator.trainable_variables
-        self.generator_optimizer.apply(tape.gradient(scaled, variables), variables)
-        return self._update_trackers(d_loss, g_loss, g_gan, g_l1)
-
-    def _discriminator_step(self, inputs, targets, generated, replicas):
-        with tf.GradientTape() as tape:
-            real_logits = self.discriminate(inputs, targets, training=True)
-            fake_logits = self.discriminate(inputs, tf.stop_gradient(generated), training=True)
-            d_loss = discriminator_loss(real_logits, fake_logits, self.gan_loss)
-            scaled = self.discriminator_optimizer.scale_loss(d_loss / replicas)
-        variables = self.discriminator.trainable_variables
-        self.discriminator_optimizer.apply(tape.gradient(scaled, variables), variables)
-        return d_loss
+    def generator_losses(self, targets, generated, fake_logits):
+        """``(g_loss, g_gan, g_l1)``: the generator's total, adversarial and L1 losses."""
+        g_l1 = l1_loss(targets, generated)
+        g_gan = generator_gan_loss(fake_logits, self.gan_loss) if self.gan_weight else 0.0
+        return self.gan_weight * g_gan + self.l1_weight * g_l1, g_gan, g_l1
 
     def test_step(self, data):
         inputs, targets, _ = keras.utils.unpack_x_y_sample_weight(data)
         generated = self.generator(inputs, training=False)
-        real_logits = self.discriminate(inputs, targets)
-        fake_logits = self.discriminate(inputs, generated)
-        d_loss = discriminator_loss(real_logits, fake_logits, self.gan_loss)
-        g_gan = generator_gan_loss(fake_logits, self.gan_loss)
-        g_l1 = l1_loss(targets, generated)
-        g_loss = self.gan_weight * g_gan + self.l1_weight * g_l1
-        return self._update_trackers(d_loss, g_loss, g_gan, g_l1)
+        d_loss, fake_logits = 0.0, None
+        if self.gan_weight:  # else D is untrained and its losses are reported as 0, as in fit
+            real_logits = self.discriminate(inputs, targets)
+            fake_logits = self.discriminate(inputs, generated)
+            d_loss = discriminator_loss(real_logits, fake_logits, self.gan_loss)
+        return self.update_trackers(d_loss, *self.generator_losses(targets, generated, fake_logits))
 
-    def _update_trackers(self, d_loss, g_loss, g_gan, g_l1):
+    def update_trackers(self, d_loss, g_loss, g_gan, g_l1):
+        """Adds one batch's losses to the metrics; returns the logs."""
         for tracker, value in zip(self.metrics, (d_loss, g_loss, g_gan, g_l1), strict=True):
             tracker.update_state(value)
         return {tracker.name: tracker.result() for tracker in self.metrics}
@@ -185,6 +163,8 @@ class Pix2Pix(keras.Model):
             "gan_loss": self.gan_loss,
             "l1_weight": self.l1_weight,
             "gan_weight": self.gan_weight,
+            "jit_compile": self.jit_compile,
+            "steps_per_execution": self.steps_per_execution,
         }
 
     def compile_from_config(self, config):
@@ -192,6 +172,70 @@ class Pix2Pix(keras.Model):
         for key in ("generator_optimizer", "discriminator_optimizer"):
             config[key] = keras.saving.deserialize_keras_object(config[key])
         self.compile(**config)
+
+
+class GANOptimizer(keras.optimizers.Optimizer):
+    """The generator's and the discriminator's optimizers, seen by Keras as one optimizer.
+
+    `Pix2Pix.compile` sets it as ``model.optimizer``, so that what Keras does with a model's
+    optimizer reaches both: its ``variables`` are both optimizers' variables (the JAX trainer
+    carries exactly these through `fit`), ``optimizers`` lets `LearningRateScheduler` and
+    `ReduceLROnPlateau` set both rates, ``iterations`` counts the generator's steps (TensorBoard)
+    and `fit` ends by finalizing both (``use_ema``). Each network's step applies its own
+    optimizer; this object applies nothing itself, and saves nothing of its own.
+
+    Args:
+        generator_optimizer: the generator's `keras.optimizers.Optimizer`.
+        discriminator_optimizer: the discriminator's.
+    """
+
+    def __init__(self, generator_optimizer, discriminator_optimizer, name="gan_optimizer"):
+        super().__init__(learning_rate=0.0, name=name)
+        self.generator_optimizer = generator_optimizer
+        self.discriminator_optimizer = discriminator_optimizer
+        self.generator_variable_count = 0
+
+    @property
+    def optimizers(self):
+        return [self.generator_optimizer, self.discriminator_optimizer]
+
+    def build(self, generator_variables, discriminator_variables=()):
+        self.generator_optimizer.build(generator_variables)
+        self.discriminator_optimizer.build(discriminator_variables)
+        self.generator_variable_count = len(generator_variables)
+        self.built = True
+
+    @property
+    def variables(self):
+        return self.generator_optimizer.variables + self.discriminator_optimizer.variables
+
+    @property
+    def iterations(self):
+        return self.generator_optimizer.iterations
+
+    @property
+    def learning_rate(self):
+        return self.generator_optimizer.learning_rate
+
+    @learning_rate.setter
+    def learning_rate(self, value):
+        for optimizer in self.optimizers:
+            optimizer.learning_rate = value
+
+    def apply(self, grads, trainable_variables=None):
+        raise NotImplementedError("apply the generator's or the discriminator's optimizer")
+
+    def finalize_variable_values(self, var_list):
+        # var_list: the model's trainable variables, the generator's first
+        count = self.generator_variable_count
+        self.generator_optimizer.finalize_variable_values(var_list[:count])
+        self.discriminator_optimizer.finalize_variable_values(var_list[count:])
+
+    def save_own_variables(self, store):
+        pass  # both optimizers are saved as the model's own attributes
+
+    def load_own_variables(self, store):
+        pass
 
 
 def _with_loss_scaling(optimizer, network):

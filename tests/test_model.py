@@ -9,7 +9,7 @@ import tensorflow as tf
 
 from p2p_keras.discriminator import build_patchgan_discriminator
 from p2p_keras.losses import discriminator_loss, generator_gan_loss, l1_loss
-from p2p_keras.model import Pix2Pix
+from p2p_keras.model import GANOptimizer, Pix2Pix
 from p2p_keras.optimizers import FusedAdam
 
 SHAPE = (32, 32, 3)
@@ -47,7 +47,7 @@ def test_compile_defaults_are_the_papers():
         assert optimizer.beta_1 == 0.5 and optimizer.beta_2 == 0.999
     assert model.generator_optimizer is not model.discriminator_optimizer
     assert model.l1_weight == 100.0 and model.gan_loss == "vanilla"
-    assert model.optimizer is None
+    assert isinstance(model.optimizer, GANOptimizer)
 
 
 def test_train_step_updates_both_networks_once():
@@ -89,6 +89,56 @@ def test_l1_only_leaves_the_discriminator_alone():
     assert not any(changed(d_before, model.discriminator.trainable_variables))
     assert int(model.discriminator_optimizer.iterations) == 0
     assert logs["d_loss"] == 0.0 and logs["g_loss"] == pytest.approx(100 * logs["g_l1"])
+
+
+def test_model_optimizer_exposes_both_optimizers_variables():
+    # Bug 4: compile() left model.optimizer None; the JAX trainer carries model.optimizer.variables.
+    model = small_model()
+    model.compile()
+    expected = model.generator_optimizer.variables + model.discriminator_optimizer.variables
+    assert [id(v) for v in model.optimizer.variables] == [id(v) for v in expected]
+    assert model.optimizer.built and model.optimizer.optimizers == [
+        model.generator_optimizer,
+        model.discriminator_optimizer,
+    ]
+    model.train_on_batch(*batch())
+    assert int(model.optimizer.iterations) == 1
+
+
+def test_keras_learning_rate_callbacks_set_both_optimizers():
+    model = small_model()
+    model.compile(keras.optimizers.Adam(1e-4), keras.optimizers.Adam(3e-4))
+    schedule = keras.callbacks.LearningRateScheduler(lambda epoch, rate: rate / 2)
+    model.fit(*batch(), batch_size=2, epochs=1, callbacks=[schedule], verbose=0)
+    assert float(model.generator_optimizer.learning_rate) == pytest.approx(5e-5)
+    assert float(model.discriminator_optimizer.learning_rate) == pytest.approx(1.5e-4)
+
+
+def test_use_ema_leaves_the_averaged_generator_after_fit():
+    # Bug 4: without model.optimizer, fit() never finalized the optimizers, so EMA was ignored.
+    # With ema_momentum=1 the average stays at the weights after the first step.
+    x, y = batch()
+    reference = small_model()
+    reference.compile(keras.optimizers.Adam(1e-3), keras.optimizers.Adam(1e-3))
+    reference.fit(x, y, batch_size=2, epochs=1, verbose=0)
+    model = small_model()
+    ema = keras.optimizers.Adam(1e-3, use_ema=True, ema_momentum=1.0)
+    model.compile(ema, keras.optimizers.Adam(1e-3))
+    model.fit(x, y, batch_size=2, epochs=3, verbose=0)
+    for a, b in zip(model.generator.trainable_variables, reference.generator.trainable_variables):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), atol=1e-6)
+    assert any(changed(snapshot(reference.discriminator), model.discriminator.trainable_variables))
+
+
+def test_l1_only_evaluation_reports_no_adversarial_losses():
+    # Bug 5: with gan_weight=0, validation reported losses of the untrained discriminator.
+    model = small_model()
+    model.compile(gan_weight=0.0)
+    x, y = batch()
+    history = model.fit(x, y, batch_size=2, validation_data=(x, y), verbose=0).history
+    assert history["d_loss"] == history["val_d_loss"] == [0.0]
+    assert history["g_gan"] == history["val_g_gan"] == [0.0]
+    assert history["val_g_loss"][0] == pytest.approx(100 * history["val_g_l1"][0])
 
 
 def test_test_step_reports_the_losses_of_inference_mode():
@@ -141,6 +191,15 @@ def test_save_and_load_round_trip_keeps_outputs_and_optimizer_state(tmp_path):
             np.testing.assert_array_equal(a.numpy(), b.numpy())
     loaded.fit(x, y, batch_size=2, epochs=1, verbose=0)
     assert int(loaded.generator_optimizer.iterations) == 6
+
+
+def test_save_and_load_keep_jit_compile_and_steps_per_execution(tmp_path):
+    # Bug 7: both were dropped from the compile config.
+    model = small_model()
+    model.compile(jit_compile=True, steps_per_execution=3)
+    model.save(tmp_path / "run.keras")
+    loaded = keras.saving.load_model(tmp_path / "run.keras")
+    assert loaded.jit_compile is True and loaded.steps_per_execution == 3
 
 
 def test_generator_exports_alone_without_the_package(tmp_path):
