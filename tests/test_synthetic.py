@@ -1,4 +1,4 @@
-"""Tests for p2p_keras.jobs.synthetic: palette, rendering, alignment, learnability, files on disk."""
+"""Tests for p2p_keras.jobs.synthetic: palette, drawing, alignment, learnability, files."""
 
 import json
 
@@ -194,6 +194,7 @@ def test_palette_matches_the_real_facades(facades_root):
 
 def test_writes_aligned_pix2pix_layout(tmp_path):
     root = make_synthetic_facades(tmp_path / "synth", train=3, val=2, test=1, size=SIZE)
+    assert sorted(p.name for p in root.iterdir()) == ["synthetic.json", "test", "train", "val"]
     assert root == tmp_path / "synth"
     for split, n in (("train", 3), ("val", 2), ("test", 1)):
         names = sorted(p.name for p in (root / split).iterdir())
@@ -231,86 +232,82 @@ def test_images_do_not_depend_on_split_sizes(tmp_path):
     assert big["train/1.jpg"] != big["val/1.jpg"]  # splits draw different images
 
 
-@pytest.fixture
-def writes(monkeypatch):
-    """Records the paths make_synthetic_facades writes images to."""
-    written = []
-    original = synthetic._write_pair
-
-    def recording(path, photo, label):
-        written.append(path.relative_to(path.parents[1]).as_posix())
-        original(path, photo, label)
-
-    monkeypatch.setattr(synthetic, "_write_pair", recording)
-    return written
+def mtimes(root):
+    return {p.relative_to(root).as_posix(): p.stat().st_mtime_ns for p in root.rglob("*.jpg")}
 
 
-def test_is_idempotent_and_regenerates_on_change(tmp_path, writes):
-    root = make_synthetic_facades(tmp_path, train=3, val=1, test=1, size=SIZE)
-    assert len(writes) == 5
-    writes.clear()
-    make_synthetic_facades(tmp_path, train=3, val=1, test=1, size=SIZE)
-    assert writes == []  # up to date: nothing rewritten
+def test_is_idempotent_and_redraws_on_change(tmp_path):
+    root = make_synthetic_facades(tmp_path / "s", train=3, val=1, test=1, size=SIZE)
+    before, stamps = files_of(root), mtimes(root)
+    assert make_synthetic_facades(tmp_path / "s", train=3, val=1, test=1, size=SIZE) == root
+    assert mtimes(root) == stamps  # up to date: nothing rewritten
 
-    before = files_of(root)
-    make_synthetic_facades(tmp_path, train=3, val=1, test=1, seed=9, size=SIZE)
+    make_synthetic_facades(tmp_path / "s", train=3, val=1, test=1, seed=9, size=SIZE)
     after = files_of(root)
     assert after.keys() == before.keys() and all(after[k] != before[k] for k in after)
     assert json.loads((root / "synthetic.json").read_text())["seed"] == 9
 
-    writes.clear()
-    make_synthetic_facades(tmp_path, train=1, val=2, test=0, seed=9, size=SIZE)
+    make_synthetic_facades(tmp_path / "s", train=1, val=2, test=0, seed=9, size=SIZE)
     assert sorted(files_of(root)) == ["train/1.jpg", "val/1.jpg", "val/2.jpg"]
-    assert writes == ["val/2.jpg"]  # same seed and size: existing images are kept
     assert files_of(root)["train/1.jpg"] == after["train/1.jpg"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["s"]  # no temporary folders left
 
 
-def test_overwrite_rewrites_the_same_bytes(tmp_path, writes):
-    root = make_synthetic_facades(tmp_path, train=2, val=0, test=0, size=SIZE)
-    before = files_of(root)
-    writes.clear()
-    make_synthetic_facades(tmp_path, train=2, val=0, test=0, size=SIZE, overwrite=True)
-    assert sorted(writes) == ["train/1.jpg", "train/2.jpg"]
-    assert files_of(root) == before
+def test_overwrite_redraws_the_same_bytes(tmp_path):
+    root = make_synthetic_facades(tmp_path / "s", train=2, val=0, test=0, size=SIZE)
+    before, stamps = files_of(root), mtimes(root)
+    make_synthetic_facades(tmp_path / "s", train=2, val=0, test=0, size=SIZE, overwrite=True)
+    assert files_of(root) == before and mtimes(root) != stamps
 
 
-def test_repairs_an_incomplete_folder(tmp_path):
-    root = make_synthetic_facades(tmp_path, train=3, val=0, test=0, size=SIZE)
+def test_a_damaged_manifest_or_missing_image_is_redrawn(tmp_path):
+    root = make_synthetic_facades(tmp_path / "s", train=3, val=0, test=0, size=SIZE)
     expected = (root / "train" / "2.jpg").read_bytes()
+    (root / "synthetic.json").write_text('{"seed": ')
     (root / "train" / "2.jpg").unlink()
-    make_synthetic_facades(tmp_path, train=3, val=0, test=0, size=SIZE)
+    make_synthetic_facades(tmp_path / "s", train=3, val=0, test=0, size=SIZE)
     assert (root / "train" / "2.jpg").read_bytes() == expected
-    assert not list(root.rglob(".*.tmp"))
 
 
-def test_resumes_an_interrupted_run(tmp_path, monkeypatch, writes):
-    fresh = files_of(make_synthetic_facades(tmp_path / "fresh", train=4, val=0, test=0, size=SIZE))
+def test_an_interrupted_run_leaves_the_previous_folder_and_nothing_half_written(
+    tmp_path, monkeypatch
+):
+    root = make_synthetic_facades(tmp_path / "s", train=2, val=0, test=0, size=SIZE)
+    before = files_of(root)
+    calls = []
 
     def crash_on_third(rng, size):
-        if len(writes) == 4 + 2:
+        calls.append(size)
+        if len(calls) == 3:
             raise KeyboardInterrupt
         return render_pair(rng, size)
 
     monkeypatch.setattr(synthetic, "render_pair", crash_on_third)
     with pytest.raises(KeyboardInterrupt):
-        make_synthetic_facades(tmp_path / "run", train=4, val=0, test=0, size=SIZE)
-    assert not json.loads((tmp_path / "run" / "synthetic.json").read_text())["complete"]
-
-    monkeypatch.setattr(synthetic, "render_pair", render_pair)
-    writes.clear()
-    make_synthetic_facades(tmp_path / "run", train=4, val=0, test=0, size=SIZE)
-    assert writes == ["train/3.jpg", "train/4.jpg"]
-    assert files_of(tmp_path / "run") == fresh
-    assert not list((tmp_path / "run").rglob(".*.tmp"))
+        make_synthetic_facades(tmp_path / "s", train=4, val=0, test=0, size=SIZE)
+    with pytest.raises(KeyboardInterrupt):
+        calls.clear()
+        make_synthetic_facades(tmp_path / "new", train=4, val=0, test=0, size=SIZE)
+    assert files_of(root) == before
+    assert json.loads((root / "synthetic.json").read_text())["counts"]["train"] == 2
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["s"]
 
 
 def test_refuses_a_folder_it_did_not_write(tmp_path):
     precious = tmp_path / "train" / "1.jpg"
     precious.parent.mkdir()
     precious.write_bytes(b"real data")
-    with pytest.raises(FileExistsError):
-        make_synthetic_facades(tmp_path, train=1, val=0, test=0, size=SIZE)
+    for overwrite in (False, True):
+        with pytest.raises(FileExistsError, match="synthetic.json"):
+            make_synthetic_facades(tmp_path, train=1, val=0, test=0, size=SIZE, overwrite=overwrite)
     assert precious.read_bytes() == b"real data"
+    assert sorted(p.name for p in tmp_path.rglob("*")) == ["1.jpg", "train"]
+
+
+def test_default_folder_is_under_the_project_data_folder(tmp_path, monkeypatch):
+    monkeypatch.setenv("P2P_PROJECT_DIR", str(tmp_path))
+    root = make_synthetic_facades(train=1, val=0, test=0, size=32)
+    assert root == tmp_path / "data" / "synthetic_facades" and (root / "train" / "1.jpg").is_file()
 
 
 @pytest.mark.parametrize(
