@@ -1,7 +1,8 @@
-"""Faults injected into real training processes: determinism, SIGKILL and resume, unicode names."""
+"""Faults injected into training: determinism, SIGKILL and resume, damaged backups, names."""
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -10,13 +11,19 @@ import time
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 from PIL import Image
 
+from p2p_keras.callbacks import BackupError, StepBackup
 from p2p_keras.data import check_paired, load_paired
+from p2p_keras.discriminator import build_patchgan_discriminator
+from p2p_keras.generator import build_unet_generator
 from p2p_keras.inference import load_generator
 from p2p_keras.jobs.synthetic import make_synthetic_facades
+from p2p_keras.model import Pix2Pix
 
-STEPS, EPOCHS = 10, 2
+STEPS, EPOCHS = 8, 3
+ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONUNBUFFERED": "1"}
 
 
 @pytest.fixture(scope="module")
@@ -29,13 +36,12 @@ def train_command(data, out, *extra):
     return [
         sys.executable, "-m", "p2p_keras", "train", "--data", str(data), "--out", str(out),
         "--epochs", str(EPOCHS), "--steps-per-epoch", str(STEPS), "--image-size", "64",
-        "--seed", "7", "--deterministic", "--backup-every", "1", *extra,
+        "--filters", "16", "--seed", "7", "--deterministic", "--verbose", "2", *extra,
     ]  # fmt: skip
 
 
 def run(command):
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
-    result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)
+    result = subprocess.run(command, capture_output=True, text=True, env=ENV, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     return result
 
@@ -44,62 +50,167 @@ def weights(path):
     return [w.numpy() for w in keras.saving.load_model(path, compile=False).weights]
 
 
+def assert_same_run(expected, got):
+    """Bit-identical weights, batch-norm statistics and optimizer state; the same step count."""
+    for name in ("generator.keras", "pix2pix.keras"):
+        for a, b in zip(weights(expected / name), weights(got / name), strict=True):
+            np.testing.assert_array_equal(a, b, err_msg=name)
+    resumed = keras.saving.load_model(got / "pix2pix.keras")
+    for name in ("generator_optimizer", "discriminator_optimizer"):
+        assert int(getattr(resumed, name).iterations.numpy()) == EPOCHS * STEPS
+    rows = (got / "history.csv").read_text().splitlines()
+    assert rows[0].startswith("epoch") and len(rows) >= 3
+
+
 @pytest.fixture(scope="module")
 def uninterrupted(synthetic, tmp_path_factory):
     out = tmp_path_factory.mktemp("runs") / "full"
-    run(train_command(synthetic, out, "--verbose", "0"))
+    run(train_command(synthetic, out))
     return out
 
 
 def test_seeded_deterministic_runs_are_bit_identical(synthetic, uninterrupted, tmp_path):
-    run(train_command(synthetic, tmp_path / "again", "--verbose", "0"))
-    first = weights(uninterrupted / "generator.keras")
-    second = weights(tmp_path / "again" / "generator.keras")
-    assert all(np.array_equal(a, b) for a, b in zip(first, second, strict=True))
+    run(train_command(synthetic, tmp_path / "again", "--backup-every", "1"))
+    assert_same_run(uninterrupted, tmp_path / "again")
+
+
+def kill_when(command, ready, timeout=300):
+    """Starts `command`, SIGKILLs it once `ready(output so far)` holds; returns that output."""
+    process = subprocess.Popen(command, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    os.set_blocking(process.stdout.fileno(), False)
+    output, deadline = b"", time.monotonic() + timeout
+    while time.monotonic() < deadline and process.poll() is None:
+        output += process.stdout.read() or b""
+        if ready(output.decode(errors="replace")):
+            process.send_signal(signal.SIGKILL)
+            break
+        time.sleep(0.01)
+    process.wait(timeout=60)
+    assert process.returncode == -signal.SIGKILL, "the run ended before it could be killed"
+    return output.decode(errors="replace")
+
+
+def read_state(out):
+    try:
+        return json.loads((out / "backup" / "state.json").read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return {}
 
 
 def test_sigkill_mid_epoch_then_resume_matches_an_uninterrupted_run(
     synthetic, uninterrupted, tmp_path
 ):
     out = tmp_path / "killed"
-    state_path = out / "backup" / "state.json"
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
-    command = train_command(synthetic, out, "--verbose", "0")
-    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    deadline = time.monotonic() + 300
-    killed_at = None
-    while time.monotonic() < deadline and process.poll() is None:
-        try:
-            state = json.loads(state_path.read_text())
-        except (FileNotFoundError, json.JSONDecodeError):
-            state = None
-        if state and state["global_step"] >= STEPS + 3:  # inside the second epoch
-            process.send_signal(signal.SIGKILL)
-            killed_at = state["global_step"]
-            break
-        time.sleep(0.02)
-    process.wait(timeout=60)
-    assert killed_at is not None, "the run ended before it could be killed"
-    assert process.returncode == -signal.SIGKILL
+    command = train_command(synthetic, out, "--backup-every", "1")
+    kill_when(command, lambda _: read_state(out).get("global_step", 0) >= STEPS + 3)
     assert not (out / "pix2pix.keras").exists()
+    state = read_state(out)  # the backup survived the kill intact
+    assert state["epoch"] == 1 and 3 <= state["step_in_epoch"] < STEPS
+    run(train_command(synthetic, out, "--backup-every", "1", "--resume"))
+    assert_same_run(uninterrupted, out)
 
-    state = json.loads(state_path.read_text())  # the backup survived the kill intact
-    assert state["epoch"] == 1 and 0 < state["step_in_epoch"] < STEPS
-    lost = state["global_step"] - killed_at
-    assert 0 <= lost <= 1  # at most the step in flight (backups every step)
 
-    run(train_command(synthetic, out, "--resume", "--verbose", "0"))
-    for a, b in zip(
-        weights(uninterrupted / "generator.keras"), weights(out / "generator.keras"), strict=True
-    ):
-        np.testing.assert_allclose(a, b, atol=1e-6)
-    full = keras.saving.load_model(uninterrupted / "pix2pix.keras")
-    resumed = keras.saving.load_model(out / "pix2pix.keras")
-    for name in ("generator_optimizer", "discriminator_optimizer"):
-        assert int(getattr(resumed, name).iterations) == EPOCHS * STEPS
-        assert int(getattr(full, name).iterations) == EPOCHS * STEPS
-    rows = (out / "history.csv").read_text().splitlines()
-    assert rows[0].startswith("epoch") and len(rows) >= 3
+def test_sigkill_after_an_epoch_end_backup_then_resume_matches_an_uninterrupted_run(
+    synthetic, uninterrupted, tmp_path
+):
+    # Bug 8: the epoch-end sample grid drew its dropout noise from the training seed generator
+    # after the backup was written, so a run resumed from that backup drew other noise.
+    out = tmp_path / "killed"
+    kill_when(train_command(synthetic, out), lambda output: "Epoch 2/" in output)
+    assert read_state(out) | {"seeds": None, "weights": None} == {
+        "epoch": 1, "step_in_epoch": 0, "global_step": STEPS, "seeds": None, "weights": None,
+    }  # fmt: skip
+    assert (out / "samples" / "epoch_001.png").exists()
+    run(train_command(synthetic, out, "--resume"))
+    assert_same_run(uninterrupted, out)
+
+
+def tiny_model(**compile_options):
+    keras.utils.set_random_seed(0)
+    generator = build_unet_generator((64, 64, 3), filters=4, max_filters=16)
+    model = Pix2Pix(generator, build_patchgan_discriminator((64, 64, 3), filters=4, patch_size=16))
+    model.compile(**compile_options)
+    return model
+
+
+@pytest.fixture(scope="module")
+def pairs():
+    x = np.random.default_rng(0).uniform(-1, 1, (4, 64, 64, 3)).astype("float32")
+    return tf.data.Dataset.from_tensor_slices((x, -x)).batch(1).repeat()
+
+
+def recording(backup, model):
+    """Makes `backup` record (epoch, step_in_epoch, global_step, optimizer steps) per save."""
+    saves, save = [], backup.save
+
+    def record(epoch, step_in_epoch):
+        iterations = int(model.generator_optimizer.iterations.numpy())
+        saves.append((epoch, step_in_epoch, backup.global_step, iterations))
+        save(epoch, step_in_epoch)
+
+    backup.save = record
+    return saves
+
+
+def test_step_backup_counts_steps_with_steps_per_execution(pairs, tmp_path):
+    # Bug 3: with steps_per_execution=2 Keras calls on_train_batch_end once per 2 steps, and the
+    # backup counted calls, not steps. Backups every 2 steps, 2 epochs of 4 steps, crash at 6.
+    model = tiny_model(steps_per_execution=2)
+    backup = StepBackup(tmp_path, every=2)
+    saves = recording(backup, model)
+
+    class Crash(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            if backup.global_step == 6:
+                raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        model.fit(pairs, epochs=2, steps_per_epoch=4, callbacks=[backup, Crash()], verbose=0)
+    assert saves == [(0, 2, 2, 2), (0, 4, 4, 4), (1, 0, 4, 4), (1, 2, 6, 6)]
+    # Resume the rest of epoch 2 (2 steps) as the train job does: the steps continue at 6.
+    model = tiny_model(steps_per_execution=2)
+    state = StepBackup.restore(model, tmp_path)
+    assert (state["epoch"], state["step_in_epoch"], state["global_step"]) == (1, 2, 6)
+    backup = StepBackup(tmp_path, every=2, initial_step=6)
+    saves = recording(backup, model)
+    model.fit(pairs, initial_epoch=1, epochs=2, steps_per_epoch=2, callbacks=[backup], verbose=0)
+    assert saves == [(1, 4, 8, 8), (2, 0, 8, 8)]
+
+
+def test_damaged_backups_fall_back_to_the_previous_one_or_say_what_to_do(pairs, tmp_path):
+    # Bug 10: a truncated weights file or a broken state.json stopped --resume with h5py's or
+    # json's message; one damaged file must not lose the run.
+    model = tiny_model()
+    model.fit(
+        pairs, epochs=1, steps_per_epoch=3, callbacks=[StepBackup(tmp_path / "b", 2)], verbose=0
+    )
+    final = [v.numpy() for v in model.variables]
+    copies = {name: tmp_path / name for name in ("json", "h5", "both", "alone")}
+    for copy in copies.values():
+        shutil.copytree(tmp_path / "b", copy)
+    assert StepBackup.restore(fresh := tiny_model(), copies["json"])["global_step"] == 3
+    for a, b in zip(final, [v.numpy() for v in fresh.variables], strict=True):
+        np.testing.assert_array_equal(a, b)  # the whole state, dropout's random state included
+
+    (copies["json"] / "state.json").write_text('{"epoch": 1, "weights"')
+    newest = "step_000000003.weights.h5"
+    for name in ("h5", "both", "alone"):
+        with open(copies[name] / newest, "r+b") as file:
+            file.truncate(1000)
+    (copies["both"] / "state.prev.json").write_text("{broken")
+    (copies["alone"] / "state.prev.json").unlink()
+    for name, damaged in (("json", "state.json"), ("h5", newest)):
+        with pytest.warns(UserWarning, match=f"{damaged} is damaged.*previous backup"):
+            state = StepBackup.restore(tiny_model(), copies[name])
+        assert (state["epoch"], state["step_in_epoch"], state["global_step"]) == (0, 2, 2)
+    for name, files in (("both", [newest, "state.prev.json"]), ("alone", [newest])):
+        with pytest.raises(BackupError) as error:
+            StepBackup.restore(tiny_model(), copies[name])
+        message = str(error.value)
+        assert isinstance(error.value, ValueError)
+        assert all(str(copies[name] / file) in message for file in files), message
+        assert message.endswith(f"delete the backup folder {copies[name]} to restart the run")
+    assert StepBackup.restore(tiny_model(), tmp_path / "missing") is None
 
 
 def test_unicode_and_spaced_file_names(tmp_path):
