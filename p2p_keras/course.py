@@ -92,9 +92,10 @@ def real_facades():
 
 
 def example_pair(index=0):
-    """One facades pair (label map, photo) as float32 arrays (1, 256, 256, 3) in [-1, 1]: val
+    """One facades pair (label map, photo) as float32 tensors (1, 256, 256, 3) in [-1, 1]: val
     pair `index` of `real_facades()`, else a synthetic pair rendered with seed `index`."""
     import numpy as np
+    from keras import ops
 
     from p2p_keras.data import read_rgb, split_pair
     from p2p_keras.jobs.synthetic import render_pair
@@ -103,7 +104,7 @@ def example_pair(index=0):
         label, photo = split_pair(read_rgb(root / "val" / f"{index + 1}.jpg"), "BtoA")
     else:
         photo, label = render_pair(np.random.default_rng(index), 256)
-    return tuple((image[None] / 127.5 - 1).astype(np.float32) for image in (label, photo))
+    return tuple(ops.convert_to_tensor(i[None] / 127.5 - 1, "float32") for i in (label, photo))
 
 
 def show_source(obj):
@@ -122,8 +123,7 @@ def show_images(images, titles=None, *, columns=None, size=2.6):
         columns: images per row; default all in one row.
         size: inches per image.
 
-    Returns:
-        The matplotlib figure.
+    Returns nothing: a returned figure would be shown twice when a cell ends with the call.
     """
     import matplotlib.pyplot as plt
     import numpy as np
@@ -147,4 +147,3 @@ def show_images(images, titles=None, *, columns=None, size=2.6):
             axis.set_title(titles[index], fontsize=9)
     figure.tight_layout()
     plt.show()
-    return figure
