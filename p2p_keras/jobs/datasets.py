@@ -1,11 +1,7 @@
-"""The pix2pix datasets: download, resolve, combine, Cityscapes preparation, a TFDS builder.
-
-Every pix2pix dataset is a folder of A|B JPEGs, `NAME/{train,val[,test]}/*.jpg`. `download`
-fetches `NAME.tar.gz` with `keras.utils.get_file` (or takes it from a manual folder), unpacks
-it with tarfile's `"data"` filter (no path leaves the target folder) and, for facades, checks
-every file against the shipped sha256 table, before the folder appears in one rename.
-`P2P_KERAS_DATASET_URL` replaces the server (a mirror, or tests). Importing this module
-registers the TFDS dataset `pix2pix`: `tfds.load("pix2pix/facades", split="train")`.
+"""The pix2pix datasets (`NAME/{train,val[,test]}/*.jpg`, A|B JPEGs): download and resolve
+them, combine A and B folders, prepare Cityscapes; importing this module registers the TFDS
+dataset `pix2pix`, so `tfds.load("pix2pix/facades", split="train")` works.
+`P2P_KERAS_DATASET_URL` replaces the pix2pix server (a mirror, or tests).
 """
 
 from __future__ import annotations
@@ -32,38 +28,26 @@ URL_ENV_VAR = "P2P_KERAS_DATASET_URL"
 
 
 class PairedDataset(NamedTuple):
-    """One pix2pix dataset: its splits, usual direction, task and what A and B hold."""
+    """A pix2pix dataset: its splits, usual direction, and what it holds (A | B)."""
 
     name: str
     splits: tuple[str, ...]
     direction: str
-    task: str
-    layout: str
-    approx_pairs: str
+    about: str
     redistributable: bool = True
 
 
-_TVT, _TV = ("train", "val", "test"), ("train", "val")
-# fmt: off
 DATASETS = {
-    spec.name: spec
-    for spec in (
-        PairedDataset("facades", _TVT, "BtoA", "labels -> photo",
-                      "A = facade photo, B = colour label map", "400 train (CMP Facades)"),
-        PairedDataset("maps", _TV, "AtoB", "aerial photo -> map",
-                      "A = aerial photo, B = Google map", "1096 train (Google Maps)"),
-        PairedDataset("edges2shoes", _TV, "AtoB", "edges -> photo",
-                      "A = HED edge map, B = shoe photo", "~50k (UT Zappos50K)"),
-        PairedDataset("edges2handbags", _TV, "AtoB", "edges -> photo",
-                      "A = HED edge map, B = handbag photo", "~137k (iGAN)"),
-        PairedDataset("night2day", _TVT, "AtoB", "night -> day",
-                      "A = night photo, B = day photo", "~20k (Transient Attributes)"),
-        PairedDataset("cityscapes", _TV, "BtoA", "labels -> photo",
-                      "A = street photo, B = colour label map", "2975 train, 500 val",
-                      redistributable=False),
+    d.name: d
+    for d in (
+        PairedDataset("facades", ("train", "val", "test"), "BtoA", "photo | label map, 400 train"),
+        PairedDataset("maps", ("train", "val"), "AtoB", "aerial photo | map, 1096 train"),
+        PairedDataset("edges2shoes", ("train", "val"), "AtoB", "edges | shoe photo, ~50k"),
+        PairedDataset("edges2handbags", ("train", "val"), "AtoB", "edges | bag photo, ~137k"),
+        PairedDataset("night2day", ("train", "val", "test"), "AtoB", "night | day photo, ~20k"),
+        PairedDataset("cityscapes", ("train", "val"), "BtoA", "photo | labels, 2975 train", False),
     )
 }
-# fmt: on
 
 
 class DownloadError(RuntimeError):
@@ -90,11 +74,7 @@ def expected_sha256(name):
 
 
 def verify(root, name):
-    """Checks the JPEGs under `root` against `expected_sha256(name)`, if there is a table.
-
-    Raises:
-        IntegrityError: naming every missing, unexpected or changed file (up to five).
-    """
+    """Checks `root/*/*.jpg` against `expected_sha256(name)`; `IntegrityError` names odd files."""
     expected = expected_sha256(name)
     if expected is None:
         return
@@ -115,18 +95,17 @@ def verify(root, name):
 
 
 def download(name, data_dir=None, manual_dir=None):
-    """Downloads a pix2pix dataset into `data_dir/NAME/{split}/*.jpg` (a no-op when there).
+    """Downloads a pix2pix dataset into `data_dir/NAME/{split}/*.jpg`; returns that folder.
 
-    Args:
-        name: A redistributable key of `DATASETS`, e.g. `"facades"`.
-        data_dir: Parent folder, default `project_dir() / "data"`; the archive is kept in
-            `data_dir/downloads/`, and taken from `data_dir/downloads/manual/` when there.
-        manual_dir: A folder holding `NAME.tar.gz` fetched by hand (no network used).
+    `NAME.tar.gz` comes from `manual_dir` (or `data_dir/downloads/manual/`) when there, else
+    through `keras.utils.get_file` into `data_dir/downloads/`. It is unpacked with tarfile's
+    `"data"` filter (nothing lands outside the folder), facades are checked file by file
+    against the shipped sha256 table, and the folder appears in one rename. A present folder
+    is returned at once. `data_dir` defaults to `project_dir() / "data"`.
 
-    Returns:
-        The dataset folder. `DownloadError` (with the manual steps) when the archive cannot
-        be fetched or is truncated or unsafe, `IntegrityError` when a facades file fails its
-        sha256 check; nothing is left in `data_dir/NAME` then.
+    Raises:
+        DownloadError: the archive cannot be fetched, is truncated or unsafe (the message
+            says how to install it by hand); `IntegrityError` when a facades file differs.
 
     Example:
 
@@ -141,7 +120,7 @@ def download(name, data_dir=None, manual_dir=None):
         return target
     url, manual = dataset_url(name), Path(manual_dir or data_dir / "downloads" / "manual")
     steps = f"To install it by hand, put {url} in {manual}/ and run this again."
-    archive = manual / f"{name}.tar.gz"
+    archive, fetched = manual / f"{name}.tar.gz", False
     if not archive.is_file():
         if manual_dir is not None:
             raise DownloadError(f"{archive} not found. {steps}")
@@ -149,16 +128,19 @@ def download(name, data_dir=None, manual_dir=None):
         try:
             archive = Path(
                 keras.utils.get_file(
-                    archive.name, url, cache_dir=data_dir, cache_subdir="downloads"
+                    archive.name, url, cache_dir=data_dir / "downloads", cache_subdir="."
                 )
             )
+            fetched = True
         except Exception as err:  # noqa: BLE001 - keras raises a bare Exception for fetch errors
             raise DownloadError(f"Downloading {url} failed ({err}). {steps}") from err
     try:
         _unpack(archive, name, target)
-    except (tarfile.TarError, EOFError, OSError, zlib.error) as err:
-        if manual_dir is None:
-            archive.unlink(missing_ok=True)  # a broken download is fetched afresh next time
+    except (tarfile.TarError, EOFError, OSError, zlib.error, IntegrityError) as err:
+        if fetched:
+            archive.unlink()  # a broken download is fetched afresh next time
+        if isinstance(err, IntegrityError):
+            raise
         raise DownloadError(
             f"{archive} is truncated, unsafe or no tar.gz ({err}). {steps}"
         ) from err
@@ -189,13 +171,10 @@ def _spec(name):
 def resolve_dataset(name_or_dir, data_dir=None, *, download=True):
     """The folder to train on and its usual direction, `(folder, "AtoB" | "BtoA" | None)`.
 
-    Args:
-        name_or_dir: `None` (the synthetic facades, generated on first use), a folder, or a
-            key of `DATASETS`: `data_dir/NAME` when present (checked against the sha256 table
-            where there is one; a symlink to another copy works), else downloaded.
-        data_dir: Where named datasets live; default `project_dir() / "data"`.
-        download: Whether a missing named dataset may be downloaded; when it may not, or
-            the download fails, `DownloadError` says how to get it.
+    `name_or_dir` is `None` (the synthetic facades, drawn on first use), a folder, or a key of
+    `DATASETS`: `data_dir/NAME` when present (checked against the sha256 table if there is
+    one; a symlink to another copy works), else downloaded when `download` allows, else
+    `DownloadError` says how to get it. `data_dir` defaults to `project_dir() / "data"`.
 
     Example:
 
@@ -257,15 +236,12 @@ def write_aligned(a_root, b_root, out_root, *, splits=None, size=None):
     with contextlib.ExitStack() as stack:
         for split in splits:
             a_files, b_files = (_images(root / split) for root in (a_root, b_root))
-            bad += [
-                BadFile(str(path), f"missing partner: {other / split / name} not found")
-                for files, other, partner in (
-                    (a_files, b_root, b_files),
-                    (b_files, a_root, a_files),
-                )
-                for name, path in files.items()
-                if name not in partner
-            ]
+            for files, other, partner in ((a_files, b_root, b_files), (b_files, a_root, a_files)):
+                lonely = (path for name, path in files.items() if name not in partner)
+                bad += [
+                    BadFile(str(p), f"missing partner: {other / split / p.name} not found")
+                    for p in lonely
+                ]
             out = stack.enter_context(atomic_path(out_root / split))
             out.mkdir()
             names = sorted(a_files.keys() & b_files.keys())
@@ -304,21 +280,18 @@ def _save_pair(a, b, path, **jpeg_options):
 
 
 CITYSCAPES_STEPS = (
-    "Cityscapes may not be redistributed, so it cannot be downloaded from the pix2pix server:"
-    " register at https://www.cityscapes-dataset.com, download and unzip "
-    "gtFine_trainvaltest.zip and leftImg8bit_trainvaltest.zip, then run "
-    "p2p_keras.jobs.datasets.prepare_cityscapes('gtFine', 'leftImg8bit', 'data/cityscapes')."
+    "Cityscapes may not be redistributed: get gtFine_trainvaltest.zip and leftImg8bit_trainval"
+    "test.zip from https://www.cityscapes-dataset.com, unzip them and run p2p_keras.jobs."
+    "datasets.prepare_cityscapes('gtFine', 'leftImg8bit', 'data/cityscapes')."
 )
 
 
 def prepare_cityscapes(gtfine_dir, leftimg8bit_dir, out_dir, size=256):
     """Builds `out_dir/{train,val}/<i>.jpg` (photo | label map; train BtoA) in one rename.
 
-    Like junyanz's `prepare_cityscapes_dataset.py`, from the unzipped `gtFine` and
-    `leftImg8bit` folders: each `<split>/<city>/*_gtFine_color.png` with its photo, both
-    resized to `size` (labels NEAREST, keeping their colours), JPEG quality 100; but val goes
-    to `val/`. A split without labels, or a label or photo without its partner, raises
-    `DownloadError`.
+    Like junyanz's `prepare_cityscapes_dataset.py` (but val goes to `val/`): each
+    `<split>/<city>/*_gtFine_color.png` with its `leftImg8bit` photo, both resized to `size`
+    (labels NEAREST, keeping their colours), JPEG quality 100.
     """
     out_dir = Path(out_dir)
     if (out_dir / "train").is_dir():
@@ -343,31 +316,21 @@ def prepare_cityscapes(gtfine_dir, leftimg8bit_dir, out_dir, size=256):
 
 
 class Pix2pix(tfds.core.GeneratorBasedBuilder):
-    """The pix2pix datasets in TFDS, one config per dataset: `{"image": A|B, "file_name"}`.
-
-    Example:
-
-    >>> import p2p_keras.jobs.datasets  # registers "pix2pix"
-    >>> ds = tfds.load("pix2pix/facades", split="train")
-    """
+    """The pix2pix datasets in TFDS, one config each: `{"image": A|B, "file_name": str}`."""
 
     # The class name matters: `Pix2Pix` would register as "pix2_pix".
     VERSION = tfds.core.Version("1.0.0")
     BUILDER_CONFIGS = [
-        tfds.core.BuilderConfig(name=s.name, description=f"{s.task}; {s.layout}; {s.direction}")
+        tfds.core.BuilderConfig(name=s.name, description=f"{s.about}; usually {s.direction}")
         for s in DATASETS.values()
         if s.redistributable
     ]
     MANUAL_DOWNLOAD_INSTRUCTIONS = "Optional: put <config>.tar.gz in <data_dir>/downloads/manual/."
 
     def _info(self):
-        features = {
-            "image": tfds.features.Image(shape=(None, None, 3)),
-            "file_name": tfds.features.Text(),
-        }
+        image, text = tfds.features.Image(shape=(None, None, 3)), tfds.features.Text()
         return self.dataset_info_from_configs(
-            description="Paired image-to-image datasets of pix2pix (Isola et al., 2017).",
-            features=tfds.features.FeaturesDict(features),
+            features=tfds.features.FeaturesDict({"image": image, "file_name": text}),
             homepage="https://phillipi.github.io/pix2pix/",
         )
 

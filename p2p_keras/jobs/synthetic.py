@@ -162,7 +162,7 @@ def _render(rng, c, top):
         [colour((85, 85, 88), 12), wall, colour((40, 46, 58), 10),
          colour(_DOORS[rng.integers(len(_DOORS))], 15), stone, stone,
          colour((45, 45, 50), 10) if rng.random() < 0.6 else stone,
-         colour(_SHUTTERS[rng.integers(len(_SHUTTERS))], 15), stone, 0.95 * stone, stone,
+         colour(_SHUTTERS[rng.integers(len(_SHUTTERS))], 15), stone, 0.95 * stone, 0.8 * stone,
          colour((120, 100, 80), 30)]
     )  # fmt: skip
     photo = base[cls] * (1 + 0.05 * _noise(rng, s, 4) + 0.03 * _noise(rng, s, 16))[..., None]
