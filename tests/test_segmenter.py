@@ -1,0 +1,174 @@
+"""Tests for p2p_keras.segmenter: label decoding, the FCN-score segmenter, its cache."""
+
+import io
+import json
+import shutil
+import time
+
+import numpy as np
+import pytest
+from PIL import Image
+from scipy import ndimage
+
+from p2p_keras import segmenter
+from p2p_keras.jobs.synthetic import PALETTE_ARRAY, labels_to_rgb, make_synthetic_facades
+
+SIZE = 64
+
+
+def jpeg(rgb, quality=75):
+    """`rgb` after a JPEG round trip (4:2:0 chroma, like the pix2pix files)."""
+    buffer = io.BytesIO()
+    Image.fromarray(rgb).save(buffer, "JPEG", quality=quality)
+    return np.asarray(Image.open(buffer).convert("RGB"))
+
+
+def away_from_edges(classes, margin=2):
+    """Pixels at least `margin` pixels from a change of class."""
+    edge = np.zeros(classes.shape, bool)
+    for axis in (0, 1):
+        change = np.diff(classes, axis=axis) != 0
+        pad = [(0, 0), (0, 0)]
+        pad[axis] = (1, 0)
+        edge |= np.pad(change, pad)
+        pad[axis] = (0, 1)
+        edge |= np.pad(change, pad)
+    return ~ndimage.binary_dilation(edge, iterations=margin)
+
+
+def test_decode_real_facades_labels(facades_root):
+    files = sorted((facades_root / "train").glob("*.jpg"))[:40]
+    _, labels = segmenter.load_labelled(files)
+    assert labels.shape == (40, 256, 256)
+    counts = np.bincount(labels.ravel(), minlength=12) / labels.size
+    assert (counts > 0.005).all(), counts  # all 12 CMP classes occur
+    assert counts.argmax() == segmenter.class_names("facades").index("facade")
+    # Stray colours: far from every palette colour, yet not at a class boundary where JPEG
+    # blurs two colours together.
+    stray = []
+    for path, classes in zip(files, labels, strict=True):
+        rgb = np.asarray(Image.open(path).convert("RGB"))[:, 256:].astype(np.float32)
+        palette = PALETTE_ARRAY.astype(np.float32)
+        distance = np.sqrt(((rgb[..., None, :] - palette) ** 2).sum(-1)).min(-1)
+        stray.append((distance > 30) & away_from_edges(classes))
+    assert np.mean(stray) < 0.01
+
+
+def test_decode_facades_exact_and_through_jpeg():
+    rng = np.random.default_rng(0)
+    classes = np.kron(rng.integers(0, 12, (8, 8)), np.ones((8, 8), int))
+    rgb = labels_to_rgb(classes)
+    np.testing.assert_array_equal(segmenter.decode_labels(rgb), classes)
+    np.testing.assert_array_equal(segmenter.decode_labels(rgb / 127.5 - 1), classes)
+    decoded = segmenter.decode_labels(jpeg(rgb))
+    inner = away_from_edges(classes)
+    assert (decoded == classes)[inner].mean() > 0.99
+
+
+def test_cityscapes_decoding_on_synthetic_label_maps():
+    names = segmenter.class_names("cityscapes")
+    assert len(names) == 19 and names[0] == "road" and names[-1] == "bicycle"
+    assert len(segmenter.CITYSCAPES_LABELS) == 34
+    colours = np.array([c for *_, c in segmenter.CITYSCAPES_LABELS], np.uint8)
+    # Ids sharing a colour decode to the first of them: 0-4 (void) and 17/18 (pole, polegroup).
+    first = np.array([np.flatnonzero((colours == c).all(1))[0] for c in colours])
+    train_ids = np.array([t for _, t, _ in segmenter.CITYSCAPES_LABELS])[first]
+    assert (first != np.arange(34)).sum() == 5
+    exact = segmenter.decode_labels(colours[None], "cityscapes", label_ids=True)[0]
+    np.testing.assert_array_equal(exact, first)
+    rng = np.random.default_rng(1)
+    for _ in range(3):
+        ids = np.kron(rng.integers(0, 34, (8, 8)), np.ones((16, 16), int))
+        decoded = segmenter.decode_labels(jpeg(colours[ids], 90), "cityscapes")
+        assert (decoded == train_ids[ids])[away_from_edges(ids)].mean() > 0.99
+    assert set(np.unique(train_ids)) == {-1, *range(19)}
+
+
+def test_datasets_without_labels_say_so(tmp_path):
+    assert segmenter.class_names("maps") is None
+    assert segmenter.class_names("edges2shoes") is None
+    with pytest.raises(ValueError, match="no label side"):
+        segmenter.load_or_train_segmenter(tmp_path, dataset="maps")
+    with pytest.raises(ValueError, match="no label side"):
+        segmenter.decode_labels(np.zeros((4, 4, 3), np.uint8), "edges2shoes")
+
+
+def test_fcn_score_counts_like_the_paper():
+    class Oracle:
+        """Stands in for a segmenter: logits that pick a fixed class map."""
+
+        input_shape = (None, 4, 4, 3)
+        output_shape = (None, 4, 4, 3)
+
+        def __init__(self, predicted):
+            self.predicted = predicted
+
+        def __call__(self, x, training=False):
+            return np.eye(3, dtype=np.float32)[self.predicted[: len(x)]] * 10
+
+    truth = np.array([[[0, 0, 1, 1]] * 4])
+    predicted = np.array([[[0, 1, 1, 1]] * 4])
+    photos = np.zeros((1, 4, 4, 3), np.float32)
+    score = segmenter.fcn_score(photos, truth, Oracle(predicted))
+    assert score["per_pixel_acc"] == pytest.approx(0.75)
+    assert score["per_class_acc"] == pytest.approx((0.5 + 1.0) / 2)  # class 2 absent: skipped
+    assert score["class_iou"] == pytest.approx((0.5 + 8 / 12) / 2)
+    ignored = np.where(truth == 0, -1, truth)  # -1 pixels do not count
+    assert segmenter.fcn_score(photos, ignored, Oracle(predicted))["per_pixel_acc"] == 1.0
+
+
+@pytest.fixture(scope="module")
+def synthetic(tmp_path_factory):
+    root = tmp_path_factory.mktemp("synthetic") / "facades"
+    return make_synthetic_facades(root, train=48, val=0, test=16, size=SIZE)
+
+
+def test_segmenter_learns_and_real_photos_beat_the_mean_photo(synthetic, tmp_path):
+    model = segmenter.load_or_train_segmenter(
+        synthetic, size=SIZE, epochs=15, cache_dir=tmp_path, verbose=0
+    )
+    assert model.output_shape == (None, SIZE, SIZE, 12)
+    photos, labels = segmenter.load_labelled(sorted((synthetic / "test").glob("*.jpg")))
+    majority = np.bincount(labels.ravel()).max() / labels.size
+    real = segmenter.fcn_score(photos, labels, model)
+    train_photos, _ = segmenter.load_labelled(sorted((synthetic / "train").glob("*.jpg")))
+    mean = segmenter.fcn_score(np.broadcast_to(train_photos.mean(0), photos.shape), labels, model)
+    uint8 = segmenter.fcn_score(np.round((photos + 1) * 127.5).astype(np.uint8), labels, model)
+    assert real["per_pixel_acc"] > majority + 0.15, (real, majority)
+    for key in real:
+        assert real[key] > mean[key] + 0.1, (key, real, mean)
+        assert uint8[key] == pytest.approx(real[key], abs=0.01)
+
+
+def test_cache_reused_deterministic_and_invalidated(synthetic, tmp_path, capsys):
+    root = tmp_path / "facades"
+    (root / "train").mkdir(parents=True)
+    for i in range(1, 9):  # 8 photos keep it fast
+        shutil.copy(synthetic / "train" / f"{i}.jpg", root / "train")
+    kwargs = dict(size=SIZE, epochs=1, verbose=0)
+    first = segmenter.load_or_train_segmenter(root, **kwargs)
+    assert "Training" in capsys.readouterr().out
+    record = json.loads((root / ".fcn" / "segmenter.json").read_text())
+    assert record["config"]["size"] == SIZE and len(record["checksum"]) == 64
+
+    start = time.perf_counter()
+    cached = segmenter.load_or_train_segmenter(root, **kwargs)
+    assert time.perf_counter() - start < 10
+    assert "Training" not in capsys.readouterr().out
+    for a, b in zip(first.get_weights(), cached.get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)
+
+    again = segmenter.load_or_train_segmenter(root, cache_dir=tmp_path / "again", **kwargs)
+    for a, b in zip(first.get_weights(), again.get_weights(), strict=True):
+        np.testing.assert_allclose(a, b, atol=1e-6)  # same seed, same weights
+
+    changed = root / "train" / "1.jpg"
+    changed.write_bytes((synthetic / "train" / "20.jpg").read_bytes())
+    segmenter.load_or_train_segmenter(root, **kwargs)
+    assert "Training" in capsys.readouterr().out
+    assert (
+        json.loads((root / ".fcn" / "segmenter.json").read_text())["checksum"]
+        != (record["checksum"])
+    )
+    segmenter.load_or_train_segmenter(root, epochs=2, size=SIZE, verbose=0)  # new settings
+    assert "Training" in capsys.readouterr().out
