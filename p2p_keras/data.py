@@ -46,13 +46,6 @@ class BadImageError(ValueError):
         )
 
 
-class _SplitError(FileNotFoundError):
-    def __init__(self, folder, reason, root):
-        self.folder, self.reason = str(folder), reason
-        found = ", ".join(_splits(root)) or "none"
-        super().__init__(f"{reason}: {folder} (splits found under {root}: {found})")
-
-
 def load_paired(
     root,
     split="train",
@@ -99,6 +92,9 @@ def load_paired(
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     root = Path(root)
+    if split not in _splits(root):
+        found = ", ".join(_splits(root)) or "none"
+        raise FileNotFoundError(f"No split folder {split!r} in {root} (splits found: {found})")
     pairs, bad = _collect(root, split)
     if bad and not skip_bad:
         raise BadImageError(bad)
@@ -178,13 +174,7 @@ def check_paired(root, splits=None) -> list[BadFile]:
     splits = _splits(root) if splits is None else [splits] if isinstance(splits, str) else splits
     if not splits:
         raise FileNotFoundError(f"No split folders (e.g. train, val, test) in {root}")
-    bad = []
-    for split in splits:
-        try:
-            bad += _collect(root, split)[1]
-        except _SplitError as e:
-            bad.append(BadFile(e.folder, e.reason))
-    return bad
+    return [b for split in splits for b in _collect(root, split)[1]]
 
 
 def format_report(bad) -> str:
@@ -288,10 +278,10 @@ def _collect(root, split):
     folders = [root / "A" / split, root / "B" / split] if two_folder else [root / split]
     for folder in folders:
         if not folder.is_dir():
-            raise _SplitError(folder, "split folder not found", root)
-    files = [{p.name: p for p in sorted(folder.iterdir()) if _is_image(p)} for folder in folders]
+            return [], [BadFile(str(folder), "split folder not found")]
+    files = [{p.name: p for p in sorted(d.iterdir()) if _is_image(p)} for d in folders]
     if not any(files):
-        raise _SplitError(folders[0], f"no image files ({', '.join(IMAGE_EXTENSIONS)})", root)
+        return [], [BadFile(str(folders[0]), f"no image files ({', '.join(IMAGE_EXTENSIONS)})")]
     names = sorted(set(files[0]).intersection(*files))
     bad = [
         BadFile(str(path), f"missing partner: {other / name} not found")

@@ -346,12 +346,14 @@ def test_missing_and_empty_splits(tmp_path):
     root = make_aligned(tmp_path, "train", noise_pairs(2))
     (root / "val").mkdir()
     (root / "val" / "notes.txt").write_text("not an image")
-    with pytest.raises(FileNotFoundError, match="no image files") as info:
+    with pytest.raises(BadImageError, match="no image files") as info:
         load_paired(root, "val")
-    assert str(root / "val") in str(info.value) and "train, val" in str(info.value)
-    with pytest.raises(FileNotFoundError, match="split folder not found") as info:
+    assert f"{root / 'val'}: no image files" in str(info.value)
+    with pytest.raises(FileNotFoundError, match="No split folder 'test'") as info:
         load_paired(root, "test")
-    assert str(root / "test") in str(info.value) and "train, val" in str(info.value)
+    assert str(root) in str(info.value) and "splits found: train, val" in str(info.value)
+    with pytest.raises(FileNotFoundError, match="Dataset folder not found"):
+        load_paired(tmp_path / "nowhere")
 
     bad = check_paired(root)
     assert [(b.path, b.reason.split(" (")[0]) for b in bad] == [
