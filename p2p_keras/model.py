@@ -121,7 +121,8 @@ class Pix2Pix(BackendSteps, keras.Model):
         g_gan = generator_gan_loss(fake_logits, self.gan_loss) if self.gan_weight else 0.0
         return self.gan_weight * g_gan + self.l1_weight * g_l1, g_gan, g_l1
 
-    def test_step(self, data):
+    def test_losses(self, data):
+        """One batch's losses with both networks in inference mode (`test_step`); the logs."""
         inputs, targets, _ = keras.utils.unpack_x_y_sample_weight(data)
         generated = self.generator(inputs, training=False)
         d_loss, fake_logits = 0.0, None
