@@ -1,8 +1,7 @@
-"""Paired image data for Pix2Pix: loading, checking and the paper's random jitter.
+"""Paired image data for Pix2Pix: loading, checking, the paper's random jitter, atomic writes.
 
-Layouts: **aligned** (the pix2pix datasets), `root/<split>/*.jpg`, A on the left half of each
-image and B on the right, halves square; **two-folder**, `root/A/<split>/<name>` and
-`root/B/<split>/<name>` paired by file name, any sizes. Every file is decoded by Pillow.
+Layouts: **aligned** `root/<split>/*.jpg`, A|B side by side (the pix2pix datasets), or
+**two-folder** `root/A/<split>/<name>` + `root/B/<split>/<name>`. Pillow decodes every file.
 """
 
 from __future__ import annotations
@@ -279,7 +278,14 @@ def _collect(root, split):
     for folder in folders:
         if not folder.is_dir():
             return [], [BadFile(str(folder), "split folder not found")]
-    files = [{p.name: p for p in sorted(d.iterdir()) if _is_image(p)} for d in folders]
+    files = [
+        {
+            p.name: p
+            for p in sorted(d.iterdir())
+            if p.suffix.lower() in IMAGE_EXTENSIONS and p.name[0] != "."
+        }
+        for d in folders
+    ]
     if not any(files):
         return [], [BadFile(str(folders[0]), f"no image files ({', '.join(IMAGE_EXTENSIONS)})")]
     names = sorted(set(files[0]).intersection(*files))
@@ -301,10 +307,6 @@ def _collect(root, split):
     return pairs, bad
 
 
-def _is_image(path):
-    return path.suffix.lower() in IMAGE_EXTENSIONS and path.name[0] != "." and path.is_file()
-
-
 def _scan(path, aligned):
     """What is wrong with an image file (after a full decode), or None."""
     try:
@@ -315,8 +317,6 @@ def _scan(path, aligned):
         width, height = im.size
     except UnidentifiedImageError:
         return "not an image (unrecognized format)"
-    except Image.DecompressionBombError as e:
-        return f"too large for Pillow's safety limit ({e})"
     except Exception as e:  # noqa: BLE001 - any decoder failure means the file is unusable
         return f"truncated or corrupt image ({type(e).__name__}: {e})"
     if aligned and width != 2 * height:

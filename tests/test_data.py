@@ -367,6 +367,14 @@ def test_missing_and_empty_splits(tmp_path):
         check_paired(tmp_path / "does_not_exist")
 
 
+def test_hidden_and_non_image_files_are_ignored(tmp_path):
+    root = make_aligned(tmp_path, "train", noise_pairs(2))
+    (root / "train" / "._000.png").write_bytes(b"macOS resource fork")
+    (root / "train" / "notes.txt").write_text("hello")
+    assert check_paired(root) == []
+    assert sum(x.shape[0] for x, _ in load_paired(root, image_size=32, training=False)) == 2
+
+
 def test_all_files_bad_with_skip_bad_raises(tmp_path):
     root = tmp_path
     _text_as_jpeg(save(root / "train" / "a.png", noise(4, 8, 0)))
