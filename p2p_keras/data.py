@@ -66,13 +66,11 @@ def load_paired(
     partial batch; evaluation resizes to `image_size` and keeps the files in name order.
 
     Args:
-        root: Dataset folder, aligned or two-folder layout.
-        split: Split folder name, e.g. `"train"`, `"val"` or `"test"`.
+        root: Dataset folder, aligned or two-folder layout; `split`: e.g. `"train"` or `"val"`.
         direction: `"AtoB"` (input = A, the left half) or `"BtoA"`.
-        image_size: Output size, an int or `(height, width)`; `load_size` (training only) is
-            the size before the random crop.
+        image_size: Output size, an int or `(height, width)`; `load_size`: before the crop.
         training: Jitter, shuffle and drop the remainder; `None` means `split == "train"`.
-        batch_size: Images per batch; `shuffle_buffer` 0 or 1 disables shuffling.
+        batch_size: Images per batch; `shuffle_buffer`: training shuffle buffer (0: none).
         seed: Integer making shuffle, crops and flips reproducible (epochs still differ).
         cache: `True` caches decoded, resized images in memory, a path in that file (delete it
             after changing options), `False` decodes every epoch.
@@ -142,7 +140,7 @@ def jitter(a, b, seed, image_size, load_size=None):
     if load_size is not None:
         a, b = (_resize(x, _size_hw(load_size, "load_size")) for x in (a, b))
     seed = tf.cast(seed, tf.int64)
-    seed = tf.stack([seed, tf.constant(0, tf.int64)]) if seed.shape.rank == 0 else seed
+    seed = tf.stack([seed, 0 * seed]) if seed.shape.rank == 0 else seed
     crop_seed, flip_seed = tf.unstack(tf.random.split(seed, 2))
     pair = tf.concat([a, b], axis=-1)  # one crop window and one flip for both
     pair = tf.image.stateless_random_crop(
@@ -156,13 +154,9 @@ def jitter(a, b, seed, image_size, load_size=None):
 def check_paired(root, splits=None) -> list[BadFile]:
     """Checks every image file of a paired dataset with a full decode.
 
-    Args:
-        root: Dataset folder, aligned or two-folder layout.
-        splits: Split names (a name or a list); `None` checks every split folder found.
-
-    Returns:
-        A list of `BadFile`, empty when all is well: empty, unrecognized or truncated files,
-        aligned images that are not A|B pairs, files without a partner, missing or empty splits.
+    Returns a list of `BadFile` (empty when all is well) for `splits` (a name, a list, or
+    `None`: every split folder): empty, unrecognized or truncated files, aligned images that
+    are not A|B pairs, files without a partner, missing or empty splits.
 
     Example:
 
@@ -230,10 +224,8 @@ def atomic_path(path):
     path.parent.mkdir(parents=True, exist_ok=True)
     suffix = "".join(path.suffixes)
     stem = path.name[: len(path.name) - len(suffix)]
-    tmp, old = (
-        path.with_name(f".{stem}.{k}-{os.getpid()}-{secrets.token_hex(4)}{suffix}")
-        for k in ("tmp", "old")
-    )
+    tag = f"{os.getpid()}-{secrets.token_hex(4)}{suffix}"
+    tmp, old = path.with_name(f".{stem}.tmp-{tag}"), path.with_name(f".{stem}.old-{tag}")
     try:
         yield tmp
         if tmp.is_dir() and path.is_dir():  # os.replace cannot overwrite a non-empty folder
