@@ -1,13 +1,12 @@
-"""Callbacks for `fit`: sample grids, the official learning-rate schedule, exact-step backups,
-and a guard against non-finite losses."""
+"""Callbacks for `fit`: sample grids, the official LR schedule, exact-step backups, a NaN guard."""
 
+import contextlib
 import json
 import pathlib
 import warnings
 
 import keras
 import numpy as np
-from keras import ops
 
 from p2p_keras.data import atomic_path, denormalize
 from p2p_keras.inference import generate, save_image, save_model, seed_states
@@ -15,38 +14,32 @@ from p2p_keras.inference import generate, save_image, save_model, seed_states
 
 def all_finite(logs):
     """Whether every value in a Keras `logs` dict is finite."""
-    return all(bool(ops.all(ops.isfinite(value))) for value in (logs or {}).values())
+    return all(bool(keras.ops.all(keras.ops.isfinite(v))) for v in (logs or {}).values())
 
 
 def sample_grid(inputs, generated, targets):
-    """Tiles (N, H, W, C) images in [-1, 1] into a uint8 (N * H, 3 * W, C) grid of rows
-    input | generated | target."""
+    """A uint8 grid of (N, H, W, C) images in [-1, 1]: rows of input | generated | target."""
     return denormalize(np.concatenate(np.concatenate([inputs, generated, targets], axis=2)))
 
 
 class SampleGrid(keras.callbacks.Callback):
     """Translates fixed pairs every `every` epochs (and the last) into a `sample_grid`.
 
-    The grid goes to ``out_dir/epoch_NNN.png``, to TensorBoard under `log_dir` and, with `show`,
-    inline in a notebook. `inputs` and `targets` are (N, H, W, C) images in [-1, 1]; `modes`
-    are `generate`'s. The dropout noise comes from their `seed` (default 0), never from the
-    model's training noise, so the grids leave training (and resuming) exactly as it was.
-
-    Example:
-    >>> model.fit(train_ds, epochs=10, callbacks=[SampleGrid(x[:4], y[:4], out_dir="samples")])
+    Grids go to ``out_dir/epoch_NNN.png``, TensorBoard (`log_dir`) and, with `show`, a notebook.
+    `modes` are `generate`'s; their `seed` (default 0), not the training noise, draws dropout,
+    so the grids leave training (and resuming) exactly as it was. Example:
+    ``model.fit(train_ds, epochs=10, callbacks=[SampleGrid(x[:4], y[:4], out_dir="samples")])``
     """
 
-    def __init__(
-        self, inputs, targets, out_dir=None, *, log_dir=None, show=False, every=1, **modes
-    ):
+    def __init__(self, inputs, targets, out_dir=None, log_dir=None, show=False, every=1, **modes):
         super().__init__()
         self.inputs, self.targets = np.asarray(inputs), np.asarray(targets)
         self.out_dir, self.log_dir, self.show, self.every = out_dir, log_dir, show, every
         self.modes, self.last_grid, self._writer = {"seed": 0, **modes}, None, None
 
     def on_epoch_end(self, epoch, logs=None):
-        due = (epoch + 1) % self.every == 0 or self.params.get("epochs") == epoch + 1
-        if not due or not all_finite(logs):
+        last = epoch + 1 == self.params.get("epochs")
+        if (epoch + 1) % self.every and not last or not all_finite(logs):
             return
         generated = generate(self.model.generator, self.inputs, **self.modes)
         self.last_grid = sample_grid(self.inputs, generated, self.targets)
@@ -68,25 +61,22 @@ class LinearDecay(keras.callbacks.Callback):
     """The official schedule: a constant learning rate, then a linear decay towards 0.
 
     Epoch ``e`` (from 1) trains at ``base * (1 - max(0, e - n_epochs) / (n_epochs_decay + 1))``,
-    as ``--lr_policy linear`` in the official code. `learning_rate` is the base rate of both
-    optimizers; by default each optimizer's own rate when training first begins (the compiled
-    one). Pass it to resume a run whose restored optimizers hold a decayed rate.
-    """
+    as ``--lr_policy linear`` in the official code. `learning_rate`: the base rate; default:
+    each optimizer's rate when training first begins (pass it to resume: restored optimizers
+    hold a decayed rate)."""
 
     def __init__(self, n_epochs, n_epochs_decay, learning_rate=None):
         super().__init__()
         self.n_epochs, self.n_epochs_decay = n_epochs, n_epochs_decay
         self.learning_rate, self.base_rates = learning_rate, None
 
-    def multiplier(self, epoch):
-        """Learning-rate factor for `epoch`, counted from 0 as Keras does."""
+    def multiplier(self, epoch):  # `epoch` counts from 0, as in Keras
         return 1.0 - max(0, epoch + 1 - self.n_epochs) / (self.n_epochs_decay + 1)
 
     def on_train_begin(self, logs=None):
         self.optimizers = (self.model.generator_optimizer, self.model.discriminator_optimizer)
-        if self.base_rates is None:  # a later fit() continues with the first one's rates
-            rates = [ops.convert_to_numpy(o.learning_rate) for o in self.optimizers]
-            self.base_rates = [float(self.learning_rate or rate) for rate in rates]
+        rates = [float(self.learning_rate or o.learning_rate) for o in self.optimizers]
+        self.base_rates = self.base_rates or rates  # a later fit() keeps the first one's rates
 
     def on_epoch_begin(self, epoch, logs=None):
         for optimizer, base in zip(self.optimizers, self.base_rates, strict=True):
@@ -116,30 +106,24 @@ class BackupError(ValueError):
 class StepBackup(keras.callbacks.Callback):
     """Backs up the training state in `backup_dir` every `every` steps and at epoch ends.
 
-    A backup is a ``save_weights`` file and ``state.json`` (dropout's random state, the epoch
-    and step reached), so `p2p_keras.jobs.train.train` resumes at the exact step, where
-    `keras.callbacks.BackupAndRestore` restarts the epoch. Steps are counted from the batch
-    index, as there, so ``steps_per_execution > 1`` works. The previous backup is kept
-    (``state.prev.json``). `initial_step`: the global step at which `fit` starts.
-    """
+    A ``save_weights`` file and ``state.json`` (dropout's random state, epoch and step) let
+    `p2p_keras.jobs.train.train` resume at the exact step, counted from the batch index as in
+    `keras.callbacks.BackupAndRestore` (which restarts the epoch). The previous backup is kept
+    (``state.prev.json``). `initial_step`: the global step at which `fit` starts."""
 
     STATE, PREVIOUS = "state.json", "state.prev.json"
 
     def __init__(self, backup_dir, every=None, initial_step=0):
         super().__init__()
-        self.backup_dir = pathlib.Path(backup_dir)
-        self.every, self.global_step = every, initial_step
-        self._epoch = self._epoch_start = self._offset = 0
-
-    def on_train_begin(self, logs=None):
-        state = _read_state(self.backup_dir / self.STATE)
-        self._resumed = state if state.get("global_step") == self.global_step else {}
+        self.backup_dir, self.every = pathlib.Path(backup_dir), every
+        self.global_step, self._epoch, self._epoch_start, self._offset = initial_step, 0, 0, 0
 
     def on_epoch_begin(self, epoch, logs=None):
-        # After a mid-epoch resume, the first epoch of this fit() starts at a later step.
-        resumed = self._resumed.get("epoch") == epoch
-        self._offset = self._resumed["step_in_epoch"] if resumed else 0
-        self._epoch, self._epoch_start, self._resumed = epoch, self.global_step, {}
+        # Resumed mid-epoch (the backup is at this epoch and step): the epoch starts part done.
+        state = _read_state(self.backup_dir / self.STATE)
+        resumed = state.get("epoch") == epoch and state.get("global_step") == self.global_step
+        self._offset = state["step_in_epoch"] if resumed else 0
+        self._epoch, self._epoch_start = epoch, self.global_step
 
     def on_train_batch_end(self, batch, logs=None):
         previous, self.global_step = self.global_step, self._epoch_start + batch + 1
@@ -156,7 +140,7 @@ class StepBackup(keras.callbacks.Callback):
         weights = self.backup_dir / f"step_{self.global_step:09d}.weights.h5"
         with atomic_path(weights) as temporary:
             self.model.save_weights(temporary)
-        seeds = [ops.convert_to_numpy(v.value).tolist() for v in seed_states(self.model)]
+        seeds = [keras.ops.convert_to_numpy(v.value).tolist() for v in seed_states(self.model)]
         state = {"epoch": epoch, "step_in_epoch": step_in_epoch, "global_step": self.global_step}
         state.update(weights=weights.name, seeds=seeds)  # save_weights() leaves out the seeds
         newest = self.backup_dir / self.STATE
@@ -175,9 +159,8 @@ class StepBackup(keras.callbacks.Callback):
         """Loads the newest intact backup into `model` (built and compiled); warns when that is
         the previous one. Returns its state (``epoch``, ``step_in_epoch``, ``global_step``), or
         None without a backup. Raises a `BackupError` naming the damaged files."""
-        paths = [pathlib.Path(backup_dir) / name for name in (cls.STATE, cls.PREVIOUS)]
-        errors = []
-        for path in (path for path in paths if path.exists()):
+        errors, paths = [], [pathlib.Path(backup_dir) / name for name in (cls.STATE, cls.PREVIOUS)]
+        for path in filter(pathlib.Path.exists, paths):
             try:
                 state = _load_backup(model, path)
             except BackupError as error:
@@ -189,20 +172,17 @@ class StepBackup(keras.callbacks.Callback):
         if errors:
             way_out = f"delete the backup folder {backup_dir} to restart the run"
             raise BackupError(f"{'; '.join(errors)}: {way_out}")
-        return None
 
 
 def _read_state(path):
     """The JSON dict in `path`, or {} if it is missing or unreadable."""
-    try:
+    with contextlib.suppress(OSError, ValueError):
         state = json.loads(pathlib.Path(path).read_text())
-    except (OSError, ValueError):
-        return {}
-    return state if isinstance(state, dict) else {}
+        return state if isinstance(state, dict) else {}
+    return {}
 
 
-def _load_backup(model, path):
-    """Loads the backup whose state file is `path` into `model`; returns its state."""
+def _load_backup(model, path):  # loads the backup whose state file is `path`
     state = _read_state(path)
     if not {"weights", "seeds", "epoch", "step_in_epoch", "global_step"} <= state.keys():
         raise BackupError(f"backup file {path} is damaged (unreadable or incomplete JSON)")
@@ -221,11 +201,9 @@ class NonFiniteLossError(ArithmeticError):
 
 
 class StopOnNonFinite(keras.callbacks.Callback):
-    """Stops `fit` at the first step whose losses are not finite; `error` then says where.
+    """Stops `fit` at the first step with non-finite losses; `error` then says where, + `advice`.
 
-    Keras' `TerminateOnNaN` only watches a ``loss`` entry, which a GAN's logs lack. `advice` is
-    appended to the `NonFiniteLossError` message (e.g. how to continue from the last backup).
-    """
+    Keras' `TerminateOnNaN` only watches a ``loss`` entry, which a GAN's logs lack."""
 
     def __init__(self, advice=""):
         super().__init__()
