@@ -16,21 +16,21 @@ import time
 from p2p_keras import project_dir
 from p2p_keras.jobs.options import TrainOptions
 
-# Which discriminator and weights give each row of the paper's loss study (Table 1).
-LOSSES = {
-    "l1": {"conditional": True, "gan_weight": 0.0, "l1_weight": 100.0},
-    "gan": {"conditional": False, "gan_weight": 1.0, "l1_weight": 0.0},
-    "cgan": {"conditional": True, "gan_weight": 1.0, "l1_weight": 0.0},
-    "l1+gan": {"conditional": False, "gan_weight": 1.0, "l1_weight": 100.0},
-    "l1+cgan": {"conditional": True, "gan_weight": 1.0, "l1_weight": 100.0},
-}
 
-Variant = collections.namedtuple("Variant", "name label overrides")
+class Variant(collections.namedtuple("Variant", "name label loss networks")):
+    """A row of a study: its run's folder, the paper's label, its loss (a key of
+    `p2p_keras.losses.LOSS_ABLATIONS`) and its network settings (`TrainOptions` fields)."""
+
+    @property
+    def overrides(self):
+        """The `TrainOptions` fields the variant sets."""
+        from p2p_keras.losses import LOSS_ABLATIONS  # imports Keras: not at --help time
+
+        return {**LOSS_ABLATIONS[self.loss], **self.networks}
 
 
-def _variant(name, label, loss=None, **overrides):
-    """A variant with `LOSSES[loss]` (default: the last part of its name) and `overrides`."""
-    return Variant(name, label, {**LOSSES[loss or name.split("_")[-1]], **overrides})
+def _variant(name, label, loss=None, **networks):
+    return Variant(name, label, loss or name.split("_")[-1], networks)  # default: name's end
 
 
 # Each variant: its run's folder name, the paper's row label, the `TrainOptions` fields it sets.
@@ -70,19 +70,13 @@ METRICS = {
 }
 # The paper's FCN-scores on Cityscapes labels->photo (Tables 1-3): METRICS' first three.
 PAPER_SCORES = {
-    "l1": (0.42, 0.15, 0.11),
-    "gan": (0.22, 0.05, 0.01),
-    "cgan": (0.57, 0.22, 0.16),
-    "l1+gan": (0.64, 0.20, 0.15),
-    "l1+cgan": (0.66, 0.23, 0.17),
+    **{"l1": (0.42, 0.15, 0.11), "gan": (0.22, 0.05, 0.01), "cgan": (0.57, 0.22, 0.16)},
+    **{"l1+gan": (0.64, 0.20, 0.15), "l1+cgan": (0.66, 0.23, 0.17)},
     "encoder-decoder_l1": (0.35, 0.12, 0.08),
     "encoder-decoder_l1+cgan": (0.29, 0.09, 0.05),
-    "unet_l1": (0.48, 0.18, 0.13),
-    "unet_l1+cgan": (0.55, 0.20, 0.14),
-    "patch1": (0.39, 0.15, 0.10),
-    "patch16": (0.65, 0.21, 0.17),
-    "patch70": (0.66, 0.23, 0.17),
-    "patch286": (0.42, 0.16, 0.11),
+    **{"unet_l1": (0.48, 0.18, 0.13), "unet_l1+cgan": (0.55, 0.20, 0.14)},
+    **{"patch1": (0.39, 0.15, 0.10), "patch16": (0.65, 0.21, 0.17)},
+    **{"patch70": (0.66, 0.23, 0.17), "patch286": (0.42, 0.16, 0.11)},
     "Ground truth": (0.80, 0.26, 0.21),  # Table 1's upper row: the FCN on the real photos
 }
 PAPER_TITLES = {
@@ -109,7 +103,7 @@ def check_image_size(variants, image_size):
 
     for variant in variants:
         try:
-            build_pix2pix(image_size, filters=1, **variant.overrides)
+            build_pix2pix(image_size, filters=1, **variant.networks)
         except ValueError as error:
             hint = "the 286x286 ImageGAN needs 128 or more, the others 32"
             raise ValueError(f"{variant.name!r} at {image_size} px ({hint}): {error}") from error
@@ -165,7 +159,8 @@ def run_ablation(study, options=None, *, variants=None, evaluation=None, **field
         # evaluation/ holds metrics.json and samples.png (input | output | target).
         scored = evaluate(model.generator, root, out=out / variant.name / "evaluation", **scoring)
         references, scoring["split"] = scored["rows"], scored["split"]
-        result = {**variant._asdict(), **references.pop("generator"), "train_seconds": seconds}
+        result = {**variant._asdict(), "overrides": variant.overrides, "train_seconds": seconds}
+        result.update(references.pop("generator"))
         losses = history.history if history is not None else {}  # None: nothing left to resume
         result["final_losses"] = {key: float(values[-1]) for key, values in losses.items()}
         result.update(n_images=scored["n_images"], unavailable=scored["unavailable"])
