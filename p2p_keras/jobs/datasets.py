@@ -101,13 +101,9 @@ def download(name, data_dir=None, manual_dir=None):
     through `keras.utils.get_file` into `data_dir/downloads/`. It is unpacked with tarfile's
     `"data"` filter (nothing lands outside the folder), facades are checked file by file
     against the shipped sha256 table, and the folder appears in one rename. A present folder
-    is returned at once. `data_dir` defaults to `project_dir() / "data"`.
-
-    Raises:
-        DownloadError: the archive cannot be fetched, is truncated or unsafe (the message
-            says how to install it by hand); `IntegrityError` when a facades file differs.
-
-    Example:
+    is returned at once. `data_dir` defaults to `project_dir() / "data"`. `DownloadError`
+    says how to install by hand an archive that cannot be fetched, or is truncated or unsafe;
+    `IntegrityError` names the facades files that differ.
 
     >>> root = download("facades")  # data/facades/{train,val,test}/*.jpg
     """
@@ -126,12 +122,10 @@ def download(name, data_dir=None, manual_dir=None):
             raise DownloadError(f"{archive} not found. {steps}")
         (data_dir / "downloads").mkdir(parents=True, exist_ok=True)  # else keras picks /tmp
         try:
-            archive = Path(
-                keras.utils.get_file(
-                    archive.name, url, cache_dir=data_dir / "downloads", cache_subdir="."
-                )
+            archive = keras.utils.get_file(
+                archive.name, url, cache_dir=data_dir, cache_subdir="downloads"
             )
-            fetched = True
+            archive, fetched = Path(archive), True
         except Exception as err:  # noqa: BLE001 - keras raises a bare Exception for fetch errors
             raise DownloadError(f"Downloading {url} failed ({err}). {steps}") from err
     try:
@@ -176,8 +170,6 @@ def resolve_dataset(name_or_dir, data_dir=None, *, download=True):
     one; a symlink to another copy works), else downloaded when `download` allows, else
     `DownloadError` says how to get it. `data_dir` defaults to `project_dir() / "data"`.
 
-    Example:
-
     >>> root, direction = resolve_dataset("facades")  # (Path("data/facades"), "BtoA")
     """
     from p2p_keras.jobs.synthetic import MANIFEST_NAME, make_synthetic_facades
@@ -205,9 +197,7 @@ _download = download
 def find_real_facades(data_dir=None):
     """The real facades folder, downloaded if needed, or `None` (offline, with a warning).
 
-    Example:
-
-    >>> root = find_real_facades() or make_synthetic_facades("data/synthetic_facades")
+    >>> root = find_real_facades() or make_synthetic_facades()
     """
     try:
         return resolve_dataset("facades", data_dir)[0]
@@ -224,10 +214,7 @@ def write_aligned(a_root, b_root, out_root, *, splits=None, size=None):
     `size` (an int or `(height, width)`; `None` keeps it) and B to A's size (bicubic).
     `splits=None` means every split folder of `a_root`. Each split folder is replaced in one
     rename, and only when every input of every split is good: else `BadImageError` names
-    each unreadable file or file without a partner.
-
-    Returns:
-        `{split: pairs written}`.
+    each unreadable file or file without a partner. Returns `{split: pairs written}`.
     """
     a_root, b_root, out_root = Path(a_root), Path(b_root), Path(out_root)
     splits = sorted(d.name for d in a_root.iterdir() if d.is_dir()) if splits is None else splits
@@ -257,10 +244,9 @@ def write_aligned(a_root, b_root, out_root, *, splits=None, size=None):
     return counts
 
 
-def _images(folder):
-    if not folder.is_dir():
-        raise FileNotFoundError(f"Split folder not found: {folder}")
-    return {p.name: p for p in sorted(folder.iterdir()) if p.suffix.lower() in IMAGE_EXTENSIONS}
+def _images(folder):  # a missing folder raises FileNotFoundError naming it
+    files = sorted(folder.iterdir())
+    return {p.name: p for p in files if p.suffix.lower() in IMAGE_EXTENSIONS and p.name[0] != "."}
 
 
 def _read(path, bad):
