@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 import pytest
+from PIL import Image
 
 from p2p_keras.jobs import cli
 from p2p_keras.jobs.options import TrainOptions, add_arguments
@@ -181,3 +182,26 @@ def test_errors_end_in_one_line_from_a_real_process(tmp_path):
     )
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert result.stderr.strip().splitlines()[-1] == f"error: {missing}: no such model file"
+
+
+# --------------------------------------------------------------------------- data commands
+
+
+def test_data_commands_write_check_and_combine(tmp_path, capsys):
+    out = tmp_path / "synthetic"
+    argv = ["--train", "2", "--val", "1", "--test", "1", "--size", "32"]
+    assert cli.main(["make-synthetic", "--out", str(out), *argv]) == 0
+    assert len(list((out / "train").iterdir())) == 2
+    assert cli.main(["check-data", str(out)]) == 0
+    for side in ("A", "B"):
+        (tmp_path / side / "train").mkdir(parents=True)
+    for path in sorted((out / "train").iterdir()):
+        for side, box in (("A", (0, 0, 32, 32)), ("B", (32, 0, 64, 32))):
+            with Image.open(path) as pair:
+                pair.crop(box).save(tmp_path / side / "train" / path.name)
+    capsys.readouterr()
+    status = cli.main(["combine", str(tmp_path / "A"), str(tmp_path / "B"), str(tmp_path / "AB")])
+    assert status == 0 and capsys.readouterr().out.strip() == "train: 2"
+    (tmp_path / "AB" / "train" / "extra.jpg").write_bytes(b"not an image")
+    assert cli.main(["check-data", str(tmp_path / "AB")]) == 1
+    assert "extra.jpg" in capsys.readouterr().out

@@ -98,7 +98,7 @@ def _check_data(args):
 
 
 def _combine(args):
-    from p2p_keras.data import write_aligned
+    from p2p_keras.jobs.datasets import write_aligned
 
     counts = write_aligned(args.a_root, args.b_root, args.out)
     print(", ".join(f"{split}: {count}" for split, count in counts.items()))
@@ -108,8 +108,7 @@ def _combine(args):
 def _download(args):
     from p2p_keras.jobs.datasets import download
 
-    data_dir = args.data_dir or project_dir() / "data"
-    print(f"{args.name} is in {download(args.name, data_dir, manual_dir=args.manual_dir)}")
+    print(f"{args.name} is in {download(args.name, args.data_dir, manual_dir=args.manual_dir)}")
     return 0
 
 

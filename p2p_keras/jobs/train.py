@@ -1,9 +1,7 @@
-"""The main job, behind ``python -m p2p_keras train``: train pix2pix with every output a run needs.
-
-In the run folder: ``generator.keras`` (after every epoch), ``pix2pix.keras`` (both networks and
-optimizers), ``samples/epoch_NNN.png``, ``history.csv``, TensorBoard ``logs/``, ``config.json``
-(the resolved `TrainOptions`) and ``backup/`` for ``resume``, each written atomically.
-"""
+"""The job behind ``python -m p2p_keras train``. In the run folder: ``generator.keras`` (each
+epoch), ``pix2pix.keras`` (both networks and optimizers), ``samples/epoch_NNN.png``,
+``history.csv``, TensorBoard ``logs/``, ``config.json`` (the resolved `TrainOptions`) and
+``backup/`` for ``resume``, each written atomically."""
 
 import contextlib
 import dataclasses
@@ -15,14 +13,8 @@ import warnings
 import keras
 import tensorflow as tf
 
+from p2p_keras import callbacks as cbs
 from p2p_keras import project_dir
-from p2p_keras.callbacks import (
-    GeneratorCheckpoint,
-    LinearDecay,
-    SampleGrid,
-    StepBackup,
-    StopOnNonFinite,
-)
 from p2p_keras.data import atomic_path, load_paired
 from p2p_keras.discriminator import build_patchgan_discriminator
 from p2p_keras.generator import build_unet_generator
@@ -37,13 +29,10 @@ class RunExistsError(FileExistsError):
 
 
 def resolve_data(data=None, data_dir=None):
-    """`(folder, natural direction)` of `data`: None (the synthetic facades), a name or a folder."""
-    from p2p_keras.jobs import datasets, synthetic  # imported when needed: they are large
+    """`p2p_keras.jobs.datasets.resolve_dataset`, imported on first use (it loads TFDS)."""
+    from p2p_keras.jobs.datasets import resolve_dataset
 
-    data_dir = pathlib.Path(data_dir or project_dir() / "data")
-    if data is None:
-        return synthetic.make_synthetic_facades(data_dir / "synthetic_facades"), "BtoA"
-    return datasets.resolve_dataset(data, data_dir)
+    return resolve_dataset(data, data_dir)
 
 
 def default_load_size(image_size):
@@ -60,8 +49,7 @@ def build_pix2pix(image_size=256, channels=3, *, filters=64, precision=None, **o
         image_size: int or (height, width); `channels`: of input and output.
         filters: first-layer width of both networks (the paper's ngf = ndf = 64).
         precision: a dtype policy name, "auto" or None (see `TrainOptions`).
-        **options: `norm` (both networks), `skip_connections`, `dropout` (generator),
-            `patch_size`, `conditional` (discriminator).
+        **options: `norm`, `skip_connections`, `dropout`, `patch_size`, `conditional`.
 
     Example:
     >>> model = build_pix2pix(64, filters=16, skip_connections=False)
@@ -80,30 +68,15 @@ def build_pix2pix(image_size=256, channels=3, *, filters=64, precision=None, **o
         return Pix2Pix(generator, discriminator, name="pix2pix")
 
 
-def enable_determinism():
-    """Makes TensorFlow repeat a seeded run bit for bit on the same machine.
-
-    Op determinism is not enough on a CPU, where parallel ops still sum in varying orders, so
-    inter-op parallelism is cut to one thread; that must happen before TensorFlow's first op.
-    """
-    tf.config.experimental.enable_op_determinism()
-    try:
-        tf.config.threading.set_inter_op_parallelism_threads(1)
-    except RuntimeError:
-        message = "TensorFlow already ran: deterministic up to float rounding (start afresh)"
-        warnings.warn(message, stacklevel=2)
-
-
 def train(data=None, out=None, *, strategy=None, callbacks=(), **fields):
     """Trains pix2pix and writes the run's outputs (see the module) in the run folder.
 
     Args:
-        data: a `TrainOptions`, or its ``data`` field (a dataset name, a folder, or None).
-        out: the run folder (default ``project_dir() / "runs/pix2pix"``).
+        data: a `TrainOptions`, or its ``data`` field; `out`: its ``out`` field.
         strategy: a `tf.distribute.Strategy` (``batch_size`` is then the global batch);
             default: `MirroredStrategy` if ``mirrored``, else none.
         callbacks: extra Keras callbacks.
-        **fields: `TrainOptions` fields, e.g. ``epochs=5``; they override a given `data`.
+        **fields: `TrainOptions` fields, e.g. ``epochs=5``, overriding those of `data`.
 
     Returns:
         ``(model, history)``; after a resume, `history` covers the resumed part.
@@ -116,13 +89,17 @@ def train(data=None, out=None, *, strategy=None, callbacks=(), **fields):
     options = dataclasses.replace(options, **fields, **({} if out is None else {"out": out}))
     out = pathlib.Path(options.out or project_dir() / "runs" / "pix2pix")
     backup_dir = out / "backup"
-    if (backup_dir / StepBackup.STATE).exists() and not options.resume:
+    if (backup_dir / cbs.StepBackup.STATE).exists() and not options.resume:
         raise RunExistsError(f"{out} holds a run: pass --resume to continue it, or another --out")
     _check_writable(out)
     if options.seed is not None:
         keras.utils.set_random_seed(options.seed)
-    if options.deterministic:
-        enable_determinism()
+    if options.deterministic:  # deterministic ops, and one inter-op thread: parallel ops on a
+        tf.config.experimental.enable_op_determinism()  # CPU sum in varying orders
+        try:
+            tf.config.threading.set_inter_op_parallelism_threads(1)
+        except RuntimeError:  # possible only before TensorFlow's first op
+            warnings.warn("TensorFlow ran: deterministic up to float rounding", stacklevel=2)
     root, natural_direction = resolve_data(options.data, options.data_dir)
     options = dataclasses.replace(
         options,
@@ -142,26 +119,23 @@ def train(data=None, out=None, *, strategy=None, callbacks=(), **fields):
     stream = train_ds.repeat()
     val_ds = _validation_split(root, common)
 
-    if strategy is None and options.mirrored:
-        strategy = tf.distribute.MirroredStrategy()
+    strategy = strategy or (tf.distribute.MirroredStrategy() if options.mirrored else None)
     with strategy.scope() if strategy is not None else contextlib.nullcontext():
         model = build_pix2pix(options.image_size, **_pick(options, _BUILD_OPTIONS))
         optimizers = [default_optimizer(options.learning_rate) for _ in "GD"]
         model.compile(*optimizers, **_pick(options, _COMPILE_OPTIONS))
-        state = StepBackup.restore(model, backup_dir) if options.resume else None
+        state = cbs.StepBackup.restore(model, backup_dir) if options.resume else None
     state = state or {"epoch": 0, "step_in_epoch": 0, "global_step": 0}
     sample_source = val_ds if val_ds is not None else train_ds
     inputs, targets = next(iter(sample_source.unbatch().batch(options.samples).take(1)))
-    backup = StepBackup(backup_dir, every=options.backup_every, initial_step=state["global_step"])
-    advice = f"The last good backup is in {backup_dir}: --resume from it with a lower --lr"
-    guard = StopOnNonFinite(advice + " (or check the data for broken images).")
-    decay = options.decay_epochs
+    backup = cbs.StepBackup(backup_dir, options.backup_every, state["global_step"])
+    guard = cbs.StopOnNonFinite(f"The last good backup: {backup_dir}. --resume with a lower --lr")
     run_callbacks = [
         guard,
         backup,
-        LinearDecay(options.epochs - decay, decay),
-        SampleGrid(inputs, targets, out / "samples", log_dir=out / "logs"),
-        GeneratorCheckpoint(out / "generator.keras"),
+        cbs.LinearDecay(options.epochs - options.decay_epochs, options.decay_epochs),
+        cbs.SampleGrid(inputs, targets, out / "samples", log_dir=out / "logs"),
+        cbs.GeneratorCheckpoint(out / "generator.keras"),
         keras.callbacks.CSVLogger(str(out / "history.csv"), append=True),
         keras.callbacks.TensorBoard(str(out / "logs"), write_graph=False),
         *callbacks,
