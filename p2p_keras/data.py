@@ -39,10 +39,8 @@ class BadImageError(ValueError):
 
     def __init__(self, bad):
         self.bad = list(bad)
-        super().__init__(
-            f"{format_report(self.bad)}\nFix or remove these files, or pass skip_bad=True "
-            "to skip them (`python -m p2p_keras check-data ROOT` lists them too)."
-        )
+        hint = "Fix or remove these files, or pass skip_bad=True to skip them."
+        super().__init__(f"{format_report(self.bad)}\n{hint}")
 
 
 def load_paired(
@@ -178,10 +176,7 @@ def format_report(bad) -> str:
 
 
 def split_pair(image, direction="AtoB"):
-    """Splits A|B images `(..., height, width, channels)`: A is the left `width // 2` columns.
-
-    Returns `(A, B)`, or `(B, A)` for `direction="BtoA"`.
-    """
+    """Splits A|B images `(..., h, w, c)` at `w // 2` into `(A, B)`, or `(B, A)` for "BtoA"."""
     _check_direction(direction)
     width = image.shape[-2] if image.shape[-2] is not None else tf.shape(image)[-2]
     a, b = image[..., : width // 2, :], image[..., width // 2 :, :]
