@@ -146,14 +146,16 @@ def test_cache_reused_deterministic_and_invalidated(synthetic, tmp_path, capsys)
     for i in range(1, 9):  # 8 photos keep it fast
         shutil.copy(synthetic / "train" / f"{i}.jpg", root / "train")
     kwargs = dict(size=SIZE, epochs=1, verbose=0)
+    start = time.perf_counter()
     first = segmenter.load_or_train_segmenter(root, **kwargs)
+    trained_in = time.perf_counter() - start
     assert "Training" in capsys.readouterr().out
     record = json.loads((root / ".fcn" / "segmenter.json").read_text())
     assert record["config"]["size"] == SIZE and len(record["checksum"]) == 64
 
     start = time.perf_counter()
     cached = segmenter.load_or_train_segmenter(root, **kwargs)
-    assert time.perf_counter() - start < 10
+    assert time.perf_counter() - start < trained_in / 2
     assert "Training" not in capsys.readouterr().out
     for a, b in zip(first.get_weights(), cached.get_weights(), strict=True):
         np.testing.assert_array_equal(a, b)
@@ -170,5 +172,3 @@ def test_cache_reused_deterministic_and_invalidated(synthetic, tmp_path, capsys)
         json.loads((root / ".fcn" / "segmenter.json").read_text())["checksum"]
         != (record["checksum"])
     )
-    segmenter.load_or_train_segmenter(root, epochs=2, size=SIZE, verbose=0)  # new settings
-    assert "Training" in capsys.readouterr().out
