@@ -33,7 +33,6 @@ def _variant(name, label, loss=None, **networks):
     return Variant(name, label, loss or name.split("_")[-1], networks)  # default: name's end
 
 
-# Each variant: its run's folder name, the paper's row label, the `TrainOptions` fields it sets.
 STUDIES = {
     "loss": [
         _variant("l1", "L1"),
@@ -57,8 +56,7 @@ STUDIES = {
 }
 DEFAULTS = {"epochs": 20, "seed": 0}  # a study's starting budget, shorter than a full run
 
-# Our columns, best first: FCN-scores (`p2p_keras.segmenter`, where the data has label maps),
-# then what `p2p_keras.jobs.evaluate` reports for any data.
+# Our columns: FCN-scores (`p2p_keras.segmenter`, where there are label maps), then the rest.
 METRICS = {
     "per_pixel_acc": "Per-pixel acc. ↑",
     "per_class_acc": "Per-class acc. ↑",
@@ -110,7 +108,7 @@ def check_image_size(variants, image_size):
 
 
 def study_dir(study, options):
-    """The study's folder: ``options.out``, else ``runs/ablation_STUDY`` in the project."""
+    """``options.out``, else ``runs/ablation_STUDY`` in the project."""
     return pathlib.Path(options.out or project_dir() / "runs" / f"ablation_{study}")
 
 
@@ -119,15 +117,15 @@ def run_ablation(study, options=None, *, variants=None, evaluation=None, **field
 
     Args:
         study: "loss" (the paper's Table 1), "generator" (Table 2) or "patch" (Table 3).
-        options: the `TrainOptions` every variant starts from (default: `DEFAULTS`); ``out``
-            is the study's folder, ``resume=True`` continues an interrupted study.
+        options: the `TrainOptions` all variants start from (default: `DEFAULTS`); ``out``
+            is the study's folder (see `study_dir`); ``resume`` continues a study.
         variants: names of the variants to run (default all), e.g. ``["l1", "l1+cgan"]``.
         evaluation: arguments for `p2p_keras.jobs.evaluate.evaluate`: ``split`` ("val", else
             "test"), ``dropout``, ``batch_stats``, ``max_images``, ``fcn``, ``metrics``...
         **fields: `TrainOptions` fields changing `options`, except those the study varies.
 
     Returns:
-        One dict per variant: "name", "label", "overrides", our scores (see `METRICS`),
+        One dict per variant: its `Variant` fields, "overrides", our scores (see `METRICS`),
         "n_images", "unavailable", "train_seconds" and "final_losses".
 
     Example:
@@ -189,10 +187,6 @@ def _table(header, rows):
     return lines + ["| " + " | ".join(cells) + " |" for cells in rows]
 
 
-def _metric_names(*rows):
-    return [name for name in METRICS if any(name in row for row in rows if row)]
-
-
 def render_results_markdown(study, results, budget=None, references=None):
     """``results.md``: the budget, ours next to the paper's table, and each variant's samples.
 
@@ -226,7 +220,7 @@ def compare_with_paper(study, results, references=None):
     rows = [(v.label, v.name) for v in STUDIES[study]] + [("Ground truth", "Ground truth")]
     rows += [(f"*{name}*", name) for name in references]
     ours.update(references)
-    names = _metric_names(*ours.values())
+    names = [n for n in METRICS if any(n in row for row in ours.values() if row)]
     header = ["variant", *(f"paper: {METRICS[n]}" for n in list(METRICS)[:3])]
     header += [f"ours: {METRICS[n]}" for n in names]
     paper = {name: [f"{score:.2f}" for score in scores] for name, scores in PAPER_SCORES.items()}
