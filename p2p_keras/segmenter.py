@@ -17,6 +17,7 @@ import keras
 import numpy as np
 from keras import layers, ops
 
+from p2p_keras import project_dir
 from p2p_keras.data import atomic_path, denormalize, read_rgb
 from p2p_keras.jobs import synthetic
 
@@ -121,7 +122,8 @@ def load_or_train_segmenter(
     """The FCN-score segmenter of a dataset: loaded from its cache, or trained once and cached.
 
     It is trained on the real photos and label maps of `dataset_root/train` and saved in
-    `cache_dir` (default `dataset_root/.fcn`) with a checksum of those files and its settings;
+    `cache_dir` (default `data/.fcn/DATASET-CHECKSUM` in `project_dir()`, never inside the
+    dataset, which may be read-only) with a checksum of those files and its settings;
     when either changes it is trained again. Training is deterministic for a given seed.
 
     Args:
@@ -145,10 +147,11 @@ def load_or_train_segmenter(
     files = sorted(p for p in (root / "train").iterdir() if p.suffix.lower() in (".jpg", ".png"))
     if not files:
         raise FileNotFoundError(f"No training images in {root / 'train'}")
-    cache = Path(cache_dir) if cache_dir is not None else root / ".fcn"
     digest = hashlib.sha256()
     for path in files:
         digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    default = project_dir() / "data" / ".fcn" / f"{dataset}-{digest.hexdigest()[:12]}"
+    cache = Path(cache_dir) if cache_dir is not None else default
     config = {"dataset": dataset, "seed": seed, "epochs": epochs, "size": size, "batch_size": 8}
     record = {"checksum": digest.hexdigest(), "config": config, "keras": keras.__version__}
     with contextlib.suppress(OSError, ValueError):  # no cache yet, or an unreadable one
