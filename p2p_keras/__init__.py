@@ -10,21 +10,28 @@ from pathlib import Path
 
 __version__ = "0.1.0"
 
-# Public name -> module that defines it (TEMPORARY list; the final one is <= 20 names).
+# The public API: name -> module that defines it. Everything else is reached through its module
+# (`p2p_keras.course`, `p2p_keras.jobs.datasets`, ...).
 _EXPORTS = {
-    "Pix2Pix": "p2p_keras.model",
+    "load_paired": "p2p_keras.data",
+    "jitter": "p2p_keras.data",
     "build_unet_generator": "p2p_keras.generator",
     "build_patchgan_discriminator": "p2p_keras.discriminator",
-    "load_paired": "p2p_keras.data",
-    "check_paired": "p2p_keras.data",
+    "Pix2Pix": "p2p_keras.model",
     "SampleGrid": "p2p_keras.callbacks",
     "LinearDecay": "p2p_keras.callbacks",
+    "StepBackup": "p2p_keras.callbacks",
     "generate": "p2p_keras.inference",
+    "translate": "p2p_keras.inference",
     "load_generator": "p2p_keras.inference",
+    "export": "p2p_keras.export",
+    "fcn_score": "p2p_keras.segmenter",
     "build_pix2pix": "p2p_keras.jobs.train",
     "train": "p2p_keras.jobs.train",
+    "TrainOptions": "p2p_keras.jobs.options",
+    "evaluate": "p2p_keras.jobs.evaluate",
 }
-_MODULES = ("losses", "metrics", "course", "jobs")
+_MODULES = ("losses", "metrics")
 
 __all__ = sorted([*_EXPORTS, "project_dir"]) + list(_MODULES)
 
