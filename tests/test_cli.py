@@ -15,7 +15,7 @@ COMMANDS = ("train", "translate", "evaluate", "ablate", "bench", "make-synthetic
             "combine", "download")  # fmt: skip
 
 
-def run_python(code, *args, timeout=120):
+def run_python(code, *args, timeout=600):  # generous: a loaded machine imports slowly
     return subprocess.run(
         [sys.executable, *(["-c", code] if code else []), *args],
         capture_output=True, text=True, timeout=timeout, check=False,
