@@ -127,7 +127,7 @@ class JaxSteps:
     @staticmethod
     def _stateless(function, variables, values, *args):
         """Runs stateful `function` on `values` for `variables`; its result and the new values."""
-        with keras.StatelessScope(state_mapping=list(zip(variables, values))) as scope:
+        with keras.StatelessScope(state_mapping=list(zip(variables, values, strict=True))) as scope:
             result = function(*args)
         return result, [scope.get_current_value(v) for v in variables]
 
@@ -143,7 +143,7 @@ def _split(values, *variable_lists):
 
 def _scaled(optimizer, slots, loss):
     """``optimizer.scale_loss(loss)`` with its variables' values `slots` (the loss scale)."""
-    with keras.StatelessScope(state_mapping=list(zip(optimizer.variables, slots))):
+    with keras.StatelessScope(state_mapping=list(zip(optimizer.variables, slots, strict=True))):
         return optimizer.scale_loss(loss)
 
 

@@ -41,7 +41,9 @@ def test_litert_runs_in_the_litert_interpreter(generator_and_images, tmp_path):
     generator, images, expected = generator_and_images
     path = export(generator, tmp_path / "generator.tflite", format="litert")
     runner = interpreter.Interpreter(model_path=str(path)).get_signature_runner()
-    generated = [next(iter(runner(**{_input_name(runner): image[None]}).values())) for image in images]
+    generated = [
+        next(iter(runner(**{_input_name(runner): image[None]}).values())) for image in images
+    ]
     np.testing.assert_allclose(np.concatenate(generated), expected, atol=1e-4)
 
 

@@ -125,7 +125,8 @@ def test_use_ema_leaves_the_averaged_generator_after_fit():
     ema = keras.optimizers.Adam(1e-3, use_ema=True, ema_momentum=1.0)
     model.compile(ema, keras.optimizers.Adam(1e-3))
     model.fit(x, y, batch_size=2, epochs=3, verbose=0)
-    for a, b in zip(model.generator.trainable_variables, reference.generator.trainable_variables):
+    trained, expected = model.generator, reference.generator
+    for a, b in zip(trained.trainable_variables, expected.trainable_variables, strict=True):
         np.testing.assert_allclose(a.numpy(), b.numpy(), atol=1e-6)
     assert any(changed(snapshot(reference.discriminator), model.discriminator.trainable_variables))
 
