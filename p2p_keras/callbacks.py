@@ -75,7 +75,8 @@ class LinearDecay(keras.callbacks.Callback):
 
     def on_train_begin(self, logs=None):
         self.optimizers = (self.model.generator_optimizer, self.model.discriminator_optimizer)
-        rates = [float(self.learning_rate or o.learning_rate) for o in self.optimizers]
+        rates = [float(keras.ops.convert_to_numpy(self.learning_rate or o.learning_rate))
+                 for o in self.optimizers]
         self.base_rates = self.base_rates or rates  # a later fit() keeps the first one's rates
 
     def on_epoch_begin(self, epoch, logs=None):

@@ -140,7 +140,8 @@ def test_segmenter_learns_and_real_photos_beat_the_mean_photo(synthetic, tmp_pat
         assert uint8[key] == pytest.approx(real[key], abs=0.01)
 
 
-def test_cache_reused_deterministic_and_invalidated(synthetic, tmp_path, capsys):
+def test_cache_reused_deterministic_and_invalidated(synthetic, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("P2P_PROJECT_DIR", str(tmp_path / "project"))  # the default cache's home
     root = tmp_path / "facades"
     (root / "train").mkdir(parents=True)
     for i in range(1, 9):  # 8 photos keep it fast
@@ -150,7 +151,8 @@ def test_cache_reused_deterministic_and_invalidated(synthetic, tmp_path, capsys)
     first = segmenter.load_or_train_segmenter(root, **kwargs)
     trained_in = time.perf_counter() - start
     assert "Training" in capsys.readouterr().out
-    record = json.loads((root / ".fcn" / "segmenter.json").read_text())
+    (cache,) = (tmp_path / "project" / "data" / ".fcn").glob("facades-*")  # not in the dataset
+    record = json.loads((cache / "segmenter.json").read_text())
     assert record["config"]["size"] == SIZE and len(record["checksum"]) == 64
 
     start = time.perf_counter()
@@ -168,7 +170,8 @@ def test_cache_reused_deterministic_and_invalidated(synthetic, tmp_path, capsys)
     changed.write_bytes((synthetic / "train" / "20.jpg").read_bytes())
     segmenter.load_or_train_segmenter(root, **kwargs)
     assert "Training" in capsys.readouterr().out
-    assert (
-        json.loads((root / ".fcn" / "segmenter.json").read_text())["checksum"]
-        != (record["checksum"])
-    )
+    checksums = {
+        json.loads((c / "segmenter.json").read_text())["checksum"]
+        for c in (tmp_path / "project" / "data" / ".fcn").glob("facades-*")
+    }
+    assert len(checksums) == 2 and record["checksum"] in checksums

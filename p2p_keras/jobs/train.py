@@ -133,7 +133,10 @@ def train(data=None, out=None, *, strategy=None, callbacks=(), **fields):
     run_callbacks = [
         guard,
         backup,
-        cbs.LinearDecay(options.epochs - options.decay_epochs, options.decay_epochs),
+        # The base rate is the option's: a resumed optimizer holds an already decayed rate.
+        cbs.LinearDecay(
+            options.epochs - options.decay_epochs, options.decay_epochs, options.learning_rate
+        ),
         cbs.SampleGrid(inputs, targets, out / "samples", log_dir=out / "logs"),
         cbs.GeneratorCheckpoint(out / "generator.keras"),
         keras.callbacks.CSVLogger(str(out / "history.csv"), append=True),
