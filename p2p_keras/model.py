@@ -1,6 +1,7 @@
 """`Pix2Pix`: the conditional GAN as a `keras.Model` that trains with plain `compile()`/`fit()`."""
 
 import keras
+from keras import ops
 
 from p2p_keras.losses import (
     check_gan_loss,
@@ -124,6 +125,7 @@ class Pix2Pix(BackendSteps, keras.Model):
     def test_losses(self, data):
         """One batch's losses with both networks in inference mode (`test_step`); the logs."""
         inputs, targets, _ = keras.utils.unpack_x_y_sample_weight(data)
+        inputs, targets = ops.convert_to_tensor(inputs), ops.convert_to_tensor(targets)
         generated = self.generator(inputs, training=False)
         d_loss, fake_logits = 0.0, None
         if self.gan_weight:  # else D is untrained and its losses are reported as 0, as in fit

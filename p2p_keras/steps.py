@@ -152,6 +152,7 @@ class TorchSteps:
 
     def train_step(self, data):
         inputs, targets, _ = keras.utils.unpack_x_y_sample_weight(data)
+        inputs, targets = ops.convert_to_tensor(inputs), ops.convert_to_tensor(targets)
         generated = self.generator(inputs, training=True)
         d_loss, fake_logits = 0.0, None
         if self.gan_weight:

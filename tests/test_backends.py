@@ -1,0 +1,215 @@
+"""Pix2Pix on the JAX and PyTorch backends, against the TensorFlow step.
+
+`KERAS_BACKEND` is fixed when Keras is imported and this session runs on TensorFlow, so each
+other backend runs once, in a subprocess: this file run as a script (`worker`). The session
+writes the initial networks and a TensorFlow-trained generator into a folder; the worker takes
+one step from the same weights, makes a short seeded run with `fit` on a `tf.data` pipeline and
+the package's callbacks, loads the TensorFlow generator, and writes what it got back there.
+Networks are tiny (32-64 px, 8 filters). The one-step comparison uses 32 px networks, whose
+U-Net has no dropout block, so both backends compute the same function; SGD keeps the weight
+change proportional to the gradient, so the weights compare the gradients too.
+"""
+
+import importlib.util
+import json
+import os
+import pathlib
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+SHAPE = (32, 32, 3)
+RUN_SHAPE = (64, 64, 3)  # one dropout block, so the run carries dropout's seed state
+BACKENDS = ["jax", "torch"]
+INSTALL = "pip install -r requirements-backends.txt"
+
+
+def tiny_networks(shape=SHAPE, seed=0):
+    import keras
+
+    from p2p_keras.discriminator import build_patchgan_discriminator
+    from p2p_keras.generator import build_unet_generator
+
+    keras.utils.set_random_seed(seed)
+    generator = build_unet_generator(shape, filters=8, max_filters=32)
+    return generator, build_patchgan_discriminator(shape, filters=8)
+
+
+def pairs(n=4, shape=SHAPE, seed=0):
+    """Blocky random images and their negatives: a mapping a tiny U-Net learns fast."""
+    coarse = np.random.default_rng(seed).uniform(-1, 1, (n, shape[0] // 8, shape[1] // 8, 3))
+    images = np.kron(coarse, np.ones((1, 8, 8, 1))).astype("float32")
+    return images, -images
+
+
+def one_step(folder):
+    """One SGD step from the session's networks; the logs, and every weight after it."""
+    import keras
+
+    from p2p_keras.model import Pix2Pix
+
+    load = keras.saving.load_model
+    model = Pix2Pix(load(folder / "generator.keras"), load(folder / "discriminator.keras"))
+    model.compile(keras.optimizers.SGD(0.05), keras.optimizers.SGD(0.5))
+    logs = model.train_on_batch(*pairs(), return_dict=True)
+    weights = model.generator.weights + model.discriminator.weights
+    return {k: float(v) for k, v in logs.items()}, [keras.ops.convert_to_numpy(w) for w in weights]
+
+
+def seeded_run(folder):
+    """Three epochs of `fit` on a tf.data pipeline with the package's callbacks."""
+    import keras
+    import tensorflow as tf
+
+    from p2p_keras.callbacks import GeneratorCheckpoint, LinearDecay, SampleGrid, StepBackup
+    from p2p_keras.inference import generate
+    from p2p_keras.model import Pix2Pix
+
+    model = Pix2Pix(*tiny_networks(RUN_SHAPE, seed=1))
+    model.compile(keras.optimizers.Adam(5e-3, beta_1=0.5), keras.optimizers.Adam(5e-3, 0.5))
+    x, y = pairs(8, RUN_SHAPE)
+    data = tf.data.Dataset.from_tensor_slices((x, y)).batch(4)
+    before = model.evaluate(data, verbose=0, return_dict=True)["g_l1"]
+    callbacks = [
+        SampleGrid(x[:2], y[:2], out_dir=folder / "samples"),
+        LinearDecay(2, 1),
+        StepBackup(folder / "backup", every=2),
+        GeneratorCheckpoint(folder / "checkpoint.keras"),
+    ]
+    history = model.fit(data, epochs=3, validation_data=data, callbacks=callbacks, verbose=0)
+    generated = keras.ops.convert_to_numpy(generate(model.generator, x[:2]))
+    return {
+        "val_l1_before": float(before),
+        "val_l1_after": history.history["val_g_l1"][-1],
+        "iterations": [int(o.iterations) for o in model.optimizer.optimizers],
+        "learning_rates": [float(o.learning_rate) for o in model.optimizer.optimizers],
+        "generated_range": [float(generated.min()), float(generated.max())],
+        "files": sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file()),
+    }
+
+
+def variable_order_matches():
+    """Whether the model's variables are the generator's then the discriminator's (JAX slices)."""
+    from p2p_keras.model import Pix2Pix
+
+    model = Pix2Pix(*tiny_networks())
+    model.compile()
+    g, d = model.generator, model.discriminator
+    return all(
+        [id(v) for v in getattr(model, kind)]
+        == [id(v) for v in getattr(g, kind) + getattr(d, kind)]
+        for kind in ("trainable_variables", "non_trainable_variables")
+    )
+
+
+def worker(folder):
+    """Runs everything above on this process's backend; results go to `folder`."""
+    import keras
+
+    backend, started = keras.backend.backend(), time.perf_counter()
+    logs, weights = one_step(folder)
+    np.savez(folder / f"{backend}_step.npz", *weights)
+    results = {"step_logs": logs, "variable_order": variable_order_matches()}
+    results["run"] = seeded_run(folder / backend)
+    x, _ = pairs()
+    tf_generator = keras.saving.load_model(folder / "tf_generator.keras")
+    to_numpy = keras.ops.convert_to_numpy
+    np.save(folder / f"{backend}_translates_tf.npy", to_numpy(tf_generator(x, training=False)))
+    generator = keras.saving.load_model(folder / backend / "checkpoint.keras")
+    generator.save(folder / f"{backend}_generator.keras")
+    outputs = generator(pairs(4, RUN_SHAPE)[0], training=False)
+    np.save(folder / f"{backend}_output.npy", to_numpy(outputs))
+    results["seconds"] = time.perf_counter() - started
+    (folder / f"{backend}.json").write_text(json.dumps(results))
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    """The session's (TensorFlow) networks, their one step, and a generator trained a step."""
+    folder = tmp_path_factory.mktemp("backends")
+    generator, discriminator = tiny_networks()
+    generator.save(folder / "generator.keras")
+    discriminator.save(folder / "discriminator.keras")
+    logs, weights = one_step(folder)
+    trained = tiny_networks(seed=2)[0]
+    trained.set_weights(weights[: len(trained.weights)])  # BN statistics moved by the step
+    trained.save(folder / "tf_generator.keras")
+    return folder, logs, weights, np.asarray(trained(pairs()[0], training=False))
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def backend_results(request, reference):
+    backend, folder = request.param, reference[0]
+    if importlib.util.find_spec(backend) is None:
+        pytest.skip(f"{backend} is not installed: {INSTALL} to test the {backend} backend")
+    environment = {**os.environ, "KERAS_BACKEND": backend, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    root = pathlib.Path(__file__).resolve().parents[1]
+    started = time.perf_counter()
+    process = subprocess.run(
+        [sys.executable, __file__, str(folder)],
+        env=environment,
+        cwd=root,
+        capture_output=True,
+        text=True,
+        timeout=2400,
+    )
+    assert process.returncode == 0, process.stderr[-4000:]
+    results = json.loads((folder / f"{backend}.json").read_text())
+    seconds = time.perf_counter() - started
+    print(f"{backend}: worker {results['seconds']:.0f} s, with start-up {seconds:.0f} s")
+    return backend, folder, results
+
+
+def test_one_step_matches_the_tensorflow_step(reference, backend_results):
+    _, tf_logs, tf_weights, _ = reference
+    backend, folder, results = backend_results
+    for name, value in tf_logs.items():
+        assert results["step_logs"][name] == pytest.approx(value, abs=1e-4), name
+    with np.load(folder / f"{backend}_step.npz") as step:
+        weights = [step[f"arr_{i}"] for i in range(len(step.files))]
+    assert len(weights) == len(tf_weights)
+    for expected, actual in zip(tf_weights, weights, strict=True):
+        np.testing.assert_allclose(actual, expected, atol=1e-4)
+
+
+def test_short_seeded_run_lowers_validation_l1_with_the_callbacks(backend_results):
+    backend, _, results = backend_results
+    run = results["run"]
+    assert run["val_l1_after"] < run["val_l1_before"] - 0.01, run
+    assert run["iterations"] == [6, 6]  # both optimizers' state went through fit
+    assert run["learning_rates"] == pytest.approx([2.5e-3, 2.5e-3])  # LinearDecay: epoch 3, half
+    assert -1 <= run["generated_range"][0] <= run["generated_range"][1] <= 1
+    files = set(run["files"])
+    assert {"samples/epoch_003.png", "checkpoint.keras"} <= files, files
+    assert any(name.startswith("backup/") for name in files), files
+
+
+def test_model_variables_are_the_generators_then_the_discriminators(backend_results):
+    assert backend_results[2]["variable_order"]
+
+
+def test_generators_cross_backends(reference, backend_results):
+    import keras
+
+    folder, _, _, tf_output = reference
+    backend = backend_results[0]
+    np.testing.assert_allclose(
+        np.load(folder / f"{backend}_translates_tf.npy"), tf_output, atol=1e-4
+    )
+    generator = keras.saving.load_model(folder / f"{backend}_generator.keras")
+    expected = np.load(folder / f"{backend}_output.npy")
+    actual = generator(pairs(4, RUN_SHAPE)[0], training=False)
+    np.testing.assert_allclose(actual, expected, atol=1e-4)
+
+
+def test_tensorflow_seeded_run_lowers_validation_l1(tmp_path):
+    run = seeded_run(tmp_path)
+    assert run["val_l1_after"] < run["val_l1_before"] - 0.01, run
+    assert run["iterations"] == [6, 6]
+
+
+if __name__ == "__main__":
+    worker(pathlib.Path(sys.argv[1]))
