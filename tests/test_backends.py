@@ -5,7 +5,8 @@ other backend runs once, in a subprocess: this file run as a script (`worker`). 
 writes the initial networks and a TensorFlow-trained generator into a folder; the worker takes
 one step from the same weights, makes a short seeded run with `fit` on a `tf.data` pipeline and
 the package's callbacks, loads the TensorFlow generator, and writes what it got back there.
-Networks are tiny (32-64 px, 8 filters). The one-step comparison uses 32 px networks, whose
+Networks are tiny (32-64 px, 8 filters). On JAX, `keras.distribution.DataParallel` on two host
+devices is compared with one device the same way. The one-step comparison uses 32 px networks, whose
 U-Net has no dropout block, so both backends compute the same function; SGD keeps the weight
 change proportional to the gradient, so the weights compare the gradients too.
 """
@@ -126,6 +127,21 @@ def worker(folder):
     (folder / f"{backend}.json").write_text(json.dumps(results))
 
 
+def data_parallel_run(folder, devices):
+    """Two epochs of `fit` (batch 4) under `keras.distribution.DataParallel` on JAX devices."""
+    import keras
+
+    from p2p_keras.model import Pix2Pix
+
+    keras.distribution.set_distribution(keras.distribution.DataParallel())
+    model = Pix2Pix(*tiny_networks())  # built after set_distribution: replicated variables
+    model.compile(keras.optimizers.SGD(0.05), keras.optimizers.SGD(0.5))
+    model.fit(*pairs(), batch_size=4, epochs=2, verbose=0)
+    weights = model.generator.weights + model.discriminator.weights
+    assert len(keras.distribution.list_devices()) == devices
+    np.savez(folder / f"devices_{devices}.npz", *[keras.ops.convert_to_numpy(w) for w in weights])
+
+
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory):
     """The session's (TensorFlow) networks, their one step, and a generator trained a step."""
@@ -205,6 +221,20 @@ def test_generators_cross_backends(reference, backend_results):
     np.testing.assert_allclose(actual, expected, atol=1e-4)
 
 
+def test_jax_data_parallel_on_two_devices_matches_one_device(tmp_path):
+    if importlib.util.find_spec("jax") is None:
+        pytest.skip(f"jax is not installed: {INSTALL} to test the jax backend")
+    for devices in (1, 2):
+        flags = f"--xla_force_host_platform_device_count={devices}"
+        environment = {**os.environ, "KERAS_BACKEND": "jax", "XLA_FLAGS": flags}
+        command = [sys.executable, __file__, str(tmp_path), "--devices", str(devices)]
+        process = subprocess.run(command, env=environment, capture_output=True, text=True)
+        assert process.returncode == 0, process.stderr[-2000:]
+    with np.load(tmp_path / "devices_1.npz") as one, np.load(tmp_path / "devices_2.npz") as two:
+        for name in one.files:
+            np.testing.assert_allclose(two[name], one[name], atol=1e-5)
+
+
 def test_tensorflow_seeded_run_lowers_validation_l1(tmp_path):
     run = seeded_run(tmp_path)
     assert run["val_l1_after"] < run["val_l1_before"] - 0.01, run
@@ -212,4 +242,7 @@ def test_tensorflow_seeded_run_lowers_validation_l1(tmp_path):
 
 
 if __name__ == "__main__":
-    worker(pathlib.Path(sys.argv[1]))
+    if "--devices" in sys.argv:
+        data_parallel_run(pathlib.Path(sys.argv[1]), int(sys.argv[-1]))
+    else:
+        worker(pathlib.Path(sys.argv[1]))
