@@ -2,6 +2,8 @@
 
 import pathlib
 
+import numpy as np
+
 from p2p_keras.data import atomic_path
 from p2p_keras.optimizers import as_float32
 
@@ -35,7 +37,8 @@ def export(generator, path, format="onnx"):
     """
     if format not in FORMATS:
         raise ValueError(f"format must be one of {sorted(FORMATS)}, got {format!r}")
-    path = pathlib.Path(path)
+    path, model = pathlib.Path(path), as_float32(generator)
+    model(np.zeros((1, *model.input_shape[1:]), "float32"))  # Keras exports called models only
     with atomic_path(path) as temporary:
-        as_float32(generator).export(str(temporary), format=FORMATS[format], verbose=False)
+        model.export(str(temporary), format=FORMATS[format], verbose=False)
     return path

@@ -65,3 +65,21 @@ def test_unknown_format_is_refused_before_writing(generator_and_images, tmp_path
     with pytest.raises(ValueError, match="format must be one of"):
         export(generator_and_images[0], tmp_path / "generator.pb", format="pb")
     assert not list(tmp_path.iterdir())
+
+
+def test_export_command_writes_an_onnx_file_that_reproduces_the_saved_generator(
+    generator_and_images, tmp_path, capsys
+):
+    pytest.importorskip("tf2onnx", reason=f"tf2onnx is not installed: {INSTALL}")
+    onnxruntime = pytest.importorskip("onnxruntime", reason=f"no onnxruntime: {INSTALL}")
+    from p2p_keras.jobs import cli
+
+    generator, images, expected = generator_and_images
+    generator.save(tmp_path / "generator.keras")
+    out = tmp_path / "generator.onnx"
+    argv = ["export", "--model", str(tmp_path / "generator.keras"), "--out", str(out)]
+    assert cli.main([*argv, "--format", "onnx"]) == 0
+    assert str(out) in capsys.readouterr().out
+    session = onnxruntime.InferenceSession(str(out))
+    (generated,) = session.run(None, {session.get_inputs()[0].name: images})
+    np.testing.assert_allclose(generated, expected, atol=1e-4)

@@ -69,6 +69,14 @@ def _evaluate(args):
     return 0
 
 
+def _export(args):
+    from p2p_keras.export import export
+    from p2p_keras.inference import load_generator
+
+    print(f"Wrote {export(load_generator(args.model), args.out, format=args.format)}")
+    return 0
+
+
 def _ablate(args):
     options = TrainOptions.from_args(args)
     evaluation = {"split": args.eval_split, "max_images": args.max_eval_images}
@@ -195,12 +203,17 @@ def build_parser():
     sub.add_argument("name", help="facades, maps, edges2shoes, edges2handbags, night2day")
     sub.add_argument("--manual-dir", help="folder holding NAME.tar.gz fetched by hand")
     add_arguments(sub, only=("data_dir",))
+
+    sub = command("export", _export, "export a generator to ONNX, LiteRT (.tflite) or SavedModel")
+    sub.add_argument("--model", required=True, help="generator.keras or pix2pix.keras")
+    sub.add_argument("--format", choices=("onnx", "litert", "saved_model"), default="onnx")
+    sub.add_argument("--out", required=True, help=".onnx / .tflite file, or the SavedModel folder")
     return parser
 
 
 def _expected(error):
     """Whether `error` is one a user causes and can fix (else it is a bug: show the trace)."""
-    kinds = [ValueError, OSError, ArithmeticError]
+    kinds = [ValueError, OSError, ArithmeticError, ImportError]  # ImportError: an optional extra
     datasets = sys.modules.get("p2p_keras.jobs.datasets")  # loaded if it could have raised
     if datasets is not None:
         kinds.append(datasets.DownloadError)
