@@ -12,7 +12,7 @@ from p2p_keras.jobs import cli
 from p2p_keras.jobs.options import TrainOptions, add_arguments
 
 COMMANDS = ("train", "translate", "evaluate", "ablate", "bench", "make-synthetic", "check-data",
-            "combine", "download")  # fmt: skip
+            "combine", "download", "export")  # fmt: skip
 
 
 def run_python(code, *args, timeout=600):  # generous: a loaded machine imports slowly
