@@ -42,12 +42,6 @@ def in_colab():
     return "google.colab" in sys.modules
 
 
-def has_gpu():
-    import tensorflow as tf
-
-    return bool(tf.config.list_physical_devices("GPU"))
-
-
 def pick_mode(requested=None):
     """The run mode of a notebook: "quick" (a CPU, minutes) or "full" (the paper's recipe).
 
@@ -64,6 +58,8 @@ def pick_mode(requested=None):
         if requested not in ("quick", "full"):
             raise ValueError(f'MODE must be "quick", "full" or None, not {requested!r}')
         return requested
+    from p2p_keras.optimizers import has_gpu  # the backend-aware check
+
     return "full" if has_gpu() else "quick"
 
 
