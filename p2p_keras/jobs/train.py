@@ -74,7 +74,8 @@ def train(data=None, out=None, *, strategy=None, callbacks=(), **fields):
     Args:
         data: a `TrainOptions`, or its ``data`` field; `out`: its ``out`` field.
         strategy: a `tf.distribute.Strategy` (``batch_size`` is then the global batch);
-            default: `MirroredStrategy` if ``mirrored``, else none.
+            default with ``mirrored``: `MirroredStrategy` on TensorFlow, Keras'
+            `keras.distribution.DataParallel` on JAX (over all devices); else none.
         callbacks: extra Keras callbacks.
         **fields: `TrainOptions` fields, e.g. ``epochs=5``, overriding those of `data`.
 
@@ -111,20 +112,25 @@ def train(data=None, out=None, *, strategy=None, callbacks=(), **fields):
         precision=resolve_precision(options.precision),
     )
     common = _pick(options, ("direction", "image_size", "batch_size"))
-    train_ds = load_paired(root, "train", load_size=options.load_size, seed=options.seed, **common)
+    load_train = functools.partial(
+        load_paired, root, "train", load_size=options.load_size, seed=options.seed, **common
+    )
+    train_ds = load_train()
     steps = options.steps_per_epoch or int(train_ds.cardinality())
     options = dataclasses.replace(options, steps_per_epoch=steps)
-    # One endless stream, read by one iterator across epochs: with a seed, batch k of the run
-    # is the same whether or not the run was interrupted, so a resume can skip to it.
-    stream = train_ds.repeat()
     val_ds = _validation_split(root, common)
 
-    strategy = strategy or (tf.distribute.MirroredStrategy() if options.mirrored else None)
-    with strategy.scope() if strategy is not None else contextlib.nullcontext():
-        model = build_pix2pix(options.image_size, **_pick(options, _BUILD_OPTIONS))
-        optimizers = [default_optimizer(options.learning_rate) for _ in "GD"]
-        model.compile(*optimizers, **_pick(options, _COMPILE_OPTIONS))
-        state = cbs.StepBackup.restore(model, backup_dir) if options.resume else None
+    scope, replicas = _distribute(options, strategy)
+    with scope:  # built, restored and trained inside it
+        return _train(options, out, load_train, train_ds, val_ds, replicas, callbacks)
+
+
+def _train(options, out, load_train, train_ds, val_ds, replicas, callbacks):
+    backup_dir, steps = out / "backup", options.steps_per_epoch
+    model = build_pix2pix(options.image_size, **_pick(options, _BUILD_OPTIONS))
+    optimizers = [default_optimizer(options.learning_rate) for _ in "GD"]
+    model.compile(*optimizers, **_pick(options, _COMPILE_OPTIONS))
+    state = cbs.StepBackup.restore(model, backup_dir) if options.resume else None
     state = state or {"epoch": 0, "step_in_epoch": 0, "global_step": 0}
     sample_source = val_ds if val_ds is not None else train_ds
     inputs, targets = next(iter(sample_source.unbatch().batch(options.samples).take(1)))
@@ -147,7 +153,6 @@ def train(data=None, out=None, *, strategy=None, callbacks=(), **fields):
         model.fit, validation_data=val_ds, validation_steps=options.validation_steps,
         callbacks=run_callbacks, shuffle=False, verbose=options.verbose,
     )  # fmt: skip
-    replicas = strategy.num_replicas_in_sync if strategy is not None else 1
     with atomic_path(out / "config.json") as temporary:
         config = {**dataclasses.asdict(options), "replicas": replicas}
         temporary.write_text(json.dumps(config, indent=2) + "\n")
@@ -156,7 +161,10 @@ def train(data=None, out=None, *, strategy=None, callbacks=(), **fields):
     parts = [(epoch, epoch + 1, steps - done)] if done else []
     for first, last, part_steps in [*parts, (epoch + bool(done), options.epochs, steps)]:
         if first < last and guard.error is None:
-            data = stream.skip(backup.global_step)
+            # One endless stream per fit(), from a new pipeline: with a seed, batch k of the run
+            # is then the same whether or not it was interrupted, so a resume can skip to it.
+            # (A second iterator over the same dataset object would reshuffle and re-jitter.)
+            data = load_train().repeat().skip(backup.global_step)
             history = fit(data, initial_epoch=first, epochs=last, steps_per_epoch=part_steps)
     if guard.error is not None:
         raise guard.error
@@ -167,6 +175,21 @@ def train(data=None, out=None, *, strategy=None, callbacks=(), **fields):
 
 _BUILD_OPTIONS = ("norm", "skip_connections", "patch_size", "conditional", "filters", "precision")
 _COMPILE_OPTIONS = ("gan_loss", "l1_weight", "gan_weight", "jit_compile")
+
+
+def _distribute(options, strategy):
+    """The scope a run trains in, and its number of replicas."""
+    if strategy is None and options.mirrored and keras.backend.backend() != "tensorflow":
+        if keras.backend.backend() != "jax":
+            raise ValueError("--mirrored trains on TensorFlow or JAX, not on PyTorch")
+        strategy = keras.distribution.DataParallel()  # the batch is split over the devices
+        replicas = strategy.device_mesh.devices.size
+    else:
+        strategy = strategy or (tf.distribute.MirroredStrategy() if options.mirrored else None)
+        replicas = strategy.num_replicas_in_sync if strategy is not None else 1
+    if options.batch_size % replicas:
+        raise ValueError(f"--batch-size {options.batch_size} does not split over {replicas} devices")
+    return (strategy.scope() if strategy else contextlib.nullcontext()), replicas
 
 
 def _pick(options, names):
