@@ -75,8 +75,10 @@ class LinearDecay(keras.callbacks.Callback):
 
     def on_train_begin(self, logs=None):
         self.optimizers = (self.model.generator_optimizer, self.model.discriminator_optimizer)
-        rates = [float(keras.ops.convert_to_numpy(self.learning_rate or o.learning_rate))
-                 for o in self.optimizers]
+        rates = [
+            float(keras.ops.convert_to_numpy(self.learning_rate or o.learning_rate))
+            for o in self.optimizers
+        ]
         self.base_rates = self.base_rates or rates  # a later fit() keeps the first one's rates
 
     def on_epoch_begin(self, epoch, logs=None):
@@ -129,7 +131,8 @@ class StepBackup(keras.callbacks.Callback):
     def on_train_batch_end(self, batch, logs=None):
         previous, self.global_step = self.global_step, self._epoch_start + batch + 1
         crossed = self.every and previous // self.every < self.global_step // self.every
-        if crossed and all_finite(logs):
+        last = batch + 1 == self.params.get("steps")  # on_epoch_end backs up the epoch's end
+        if crossed and not last and all_finite(logs):
             self.save(self._epoch, self._offset + batch + 1)
 
     def on_epoch_end(self, epoch, logs=None):

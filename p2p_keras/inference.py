@@ -164,17 +164,3 @@ def load_generator(path, float32=True):
             f"{model.output_shape}; expected an image-to-image generator"
         )
     return as_float32(model) if float32 else model
-
-
-def export_saved_model(generator, path):
-    """Exports the generator as a TensorFlow SavedModel (TF Serving, the TFLite converter).
-
-    The ``serve`` signature takes float32 images in [-1, 1] and runs in inference mode. The
-    folder is written atomically; an existing `path` raises FileExistsError.
-    """
-    path = pathlib.Path(path)
-    if path.exists():
-        raise FileExistsError(f"{path} already exists; remove it or choose another path")
-    with atomic_path(path) as temporary:
-        generator.export(str(temporary), format="tf_saved_model", verbose=False)
-    return path

@@ -5,6 +5,8 @@ The paper (Isola et al., 2017, §6.1) builds both networks from ``Ck`` blocks
 convolution is 4x4, with weights drawn from N(0, 0.02) as in the official code.
 """
 
+import random
+
 import keras
 from keras import layers
 
@@ -79,5 +81,8 @@ def upsample_block(x, filters, *, name, use_bias, norm="batch", dropout=0.0):
     )(x)  # fmt: skip
     x = normalize(x, norm, name)
     if dropout:
-        x = layers.Dropout(dropout, name=f"{name}_dropout")(x)
+        # The seed Keras would draw, given explicitly: PyTorch otherwise draws dropout from its
+        # global generator, not from the layer's seed generator that backups and `generate` set.
+        seed = random.randint(1, int(1e9))
+        x = layers.Dropout(dropout, seed=seed, name=f"{name}_dropout")(x)
     return layers.ReLU(name=f"{name}_relu")(x)

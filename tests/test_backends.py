@@ -5,8 +5,8 @@ other backend runs once, in a subprocess: this file run as a script (`worker`). 
 writes the initial networks and a TensorFlow-trained generator into a folder; the worker takes
 one step from the same weights, makes a short seeded run with `fit` on a `tf.data` pipeline and
 the package's callbacks, loads the TensorFlow generator, and writes what it got back there.
-Networks are tiny (32-64 px, 8 filters). On JAX, `keras.distribution.DataParallel` on two host
-devices is compared with one device the same way. The one-step comparison uses 32 px networks, whose
+Networks are tiny (32-64 px, 8 filters). On JAX, ``train --mirrored`` (Keras' `DataParallel`)
+on two host devices is compared with one device. The one-step comparison uses 32 px networks, whose
 U-Net has no dropout block, so both backends compute the same function; SGD keeps the weight
 change proportional to the gradient, so the weights compare the gradients too.
 """
@@ -81,13 +81,15 @@ def seeded_run(folder):
         GeneratorCheckpoint(folder / "checkpoint.keras"),
     ]
     history = model.fit(data, epochs=3, validation_data=data, callbacks=callbacks, verbose=0)
-    generated = keras.ops.convert_to_numpy(generate(model.generator, x[:2]))
+    generated, again = (keras.ops.convert_to_numpy(generate(model.generator, x[:2], seed=0))
+                        for _ in "12")  # fmt: skip
     return {
         "val_l1_before": float(before),
         "val_l1_after": history.history["val_g_l1"][-1],
         "iterations": [int(o.iterations) for o in model.optimizer.optimizers],
         "learning_rates": [float(o.learning_rate) for o in model.optimizer.optimizers],
         "generated_range": [float(generated.min()), float(generated.max())],
+        "generate_repeats": bool(np.array_equal(generated, again)),
         "files": sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file()),
     }
 
@@ -125,21 +127,6 @@ def worker(folder):
     np.save(folder / f"{backend}_output.npy", to_numpy(outputs))
     results["seconds"] = time.perf_counter() - started
     (folder / f"{backend}.json").write_text(json.dumps(results))
-
-
-def data_parallel_run(folder, devices):
-    """Two epochs of `fit` (batch 4) under `keras.distribution.DataParallel` on JAX devices."""
-    import keras
-
-    from p2p_keras.model import Pix2Pix
-
-    keras.distribution.set_distribution(keras.distribution.DataParallel())
-    model = Pix2Pix(*tiny_networks())  # built after set_distribution: replicated variables
-    model.compile(keras.optimizers.SGD(0.05), keras.optimizers.SGD(0.5))
-    model.fit(*pairs(), batch_size=4, epochs=2, verbose=0)
-    weights = model.generator.weights + model.discriminator.weights
-    assert len(keras.distribution.list_devices()) == devices
-    np.savez(folder / f"devices_{devices}.npz", *[keras.ops.convert_to_numpy(w) for w in weights])
 
 
 @pytest.fixture(scope="module")
@@ -198,6 +185,7 @@ def test_short_seeded_run_lowers_validation_l1_with_the_callbacks(backend_result
     assert run["iterations"] == [6, 6]  # both optimizers' state went through fit
     assert run["learning_rates"] == pytest.approx([2.5e-3, 2.5e-3])  # LinearDecay: epoch 3, half
     assert -1 <= run["generated_range"][0] <= run["generated_range"][1] <= 1
+    assert run["generate_repeats"]  # dropout drawn from the seed, also on PyTorch
     files = set(run["files"])
     assert {"samples/epoch_003.png", "checkpoint.keras"} <= files, files
     assert any(name.startswith("backup/") for name in files), files
@@ -221,18 +209,31 @@ def test_generators_cross_backends(reference, backend_results):
     np.testing.assert_allclose(actual, expected, atol=1e-4)
 
 
-def test_jax_data_parallel_on_two_devices_matches_one_device(tmp_path):
+def test_jax_train_mirrored_on_two_devices_matches_one_device(tmp_path):
+    import keras
+
+    import p2p_keras.model  # noqa: F401 - registers Pix2Pix for load_model
+    from p2p_keras.jobs.synthetic import make_synthetic_facades
+
     if importlib.util.find_spec("jax") is None:
         pytest.skip(f"jax is not installed: {INSTALL} to test the jax backend")
-    for devices in (1, 2):
+    data = make_synthetic_facades(tmp_path / "data", train=6, val=2, test=2, size=64, seed=0)
+    for devices, extra in ((1, []), (2, ["--mirrored"])):  # --mirrored: DataParallel on JAX
         flags = f"--xla_force_host_platform_device_count={devices}"
         environment = {**os.environ, "KERAS_BACKEND": "jax", "XLA_FLAGS": flags}
-        command = [sys.executable, __file__, str(tmp_path), "--devices", str(devices)]
+        command = [
+            sys.executable, "-m", "p2p_keras", "train", "--data", str(data), "--seed", "0",
+            "--out", str(tmp_path / str(devices)), "--batch-size", "2", "--image-size", "64",
+            "--filters", "8", "--epochs", "1", "--steps-per-epoch", "3", "--verbose", "0", *extra,
+        ]  # fmt: skip
         process = subprocess.run(command, env=environment, capture_output=True, text=True)
         assert process.returncode == 0, process.stderr[-2000:]
-    with np.load(tmp_path / "devices_1.npz") as one, np.load(tmp_path / "devices_2.npz") as two:
-        for name in one.files:
-            np.testing.assert_allclose(two[name], one[name], atol=1e-5)
+        config = json.loads((tmp_path / str(devices) / "config.json").read_text())
+        assert config["replicas"] == devices
+    one, two = (keras.saving.load_model(tmp_path / str(d) / "pix2pix.keras") for d in (1, 2))
+    assert len(one.weights) == len(two.weights) > 60
+    for a, b in zip(one.weights, two.weights, strict=True):  # measured: 5e-7
+        np.testing.assert_allclose(np.asarray(b), np.asarray(a), atol=1e-5, err_msg=a.path)
 
 
 def test_tensorflow_seeded_run_lowers_validation_l1(tmp_path):
@@ -242,7 +243,4 @@ def test_tensorflow_seeded_run_lowers_validation_l1(tmp_path):
 
 
 if __name__ == "__main__":
-    if "--devices" in sys.argv:
-        data_parallel_run(pathlib.Path(sys.argv[1]), int(sys.argv[-1]))
-    else:
-        worker(pathlib.Path(sys.argv[1]))
+    worker(pathlib.Path(sys.argv[1]))

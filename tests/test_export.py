@@ -59,6 +59,8 @@ def test_saved_model_runs_in_tensorflow(generator_and_images, tmp_path):
     path = export(generator, tmp_path / "generator", format="saved_model")
     loaded = tf.saved_model.load(str(path))  # kept: serve() needs its variables alive
     np.testing.assert_allclose(loaded.serve(images), expected, atol=1e-4)
+    export(generator, path, format="saved_model")  # replaces the folder, leaves nothing else
+    assert [p.name for p in tmp_path.iterdir()] == ["generator"]
 
 
 def test_unknown_format_is_refused_before_writing(generator_and_images, tmp_path):

@@ -13,7 +13,6 @@ from p2p_keras.discriminator import build_patchgan_discriminator
 from p2p_keras.generator import build_unet_generator
 from p2p_keras.inference import (
     ModelFileError,
-    export_saved_model,
     generate,
     load_generator,
     save_model,
@@ -205,18 +204,6 @@ def test_save_model_round_trips_and_leaves_no_temporary_file(generator, tmp_path
     assert [p.name for p in (tmp_path / "sub").iterdir()] == ["generator.keras"]
     loaded = keras.saving.load_model(tmp_path / "sub" / "generator.keras")
     assert loaded.count_params() == generator.count_params()
-
-
-def test_export_saved_model_serves_inference_mode(generator, tmp_path, images):
-    import tensorflow as tf
-
-    path = export_saved_model(generator, tmp_path / "exported")
-    loaded = tf.saved_model.load(str(path))
-    served = loaded.serve(images)
-    np.testing.assert_allclose(served, generator(images, training=False), atol=1e-5)
-    with pytest.raises(FileExistsError):
-        export_saved_model(generator, tmp_path / "exported")
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["exported"]
 
 
 def test_sample_grid_rows_are_input_generated_target():

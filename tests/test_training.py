@@ -169,3 +169,28 @@ def test_train_then_translate_from_the_command_line(synthetic, tmp_path, capsys)
     assert status == 0
     result = Image.open(tmp_path / "t" / "photo.png")
     assert result.size == (120, 90) and result.mode == "RGB"
+
+
+def test_mirrored_refuses_pytorch_and_batches_that_do_not_split(synthetic, tmp_path, monkeypatch):
+    class TwoReplicas:  # stands in for a tf.distribute.Strategy on two devices
+        num_replicas_in_sync = 2
+
+    with pytest.raises(ValueError, match="--batch-size 3 does not split over 2 devices"):
+        quick_train(synthetic, tmp_path / "odd", batch_size=3, strategy=TwoReplicas())
+    monkeypatch.setattr(keras.backend, "backend", lambda: "torch")
+    with pytest.raises(ValueError, match="--mirrored trains on TensorFlow or JAX, not on PyTorch"):
+        quick_train(synthetic, tmp_path / "torch", mirrored=True)
+    assert not (tmp_path / "odd" / "config.json").exists()
+
+
+def test_resume_from_a_backup_after_an_epochs_last_step_goes_on_with_the_next_epoch(
+    synthetic, tmp_path
+):
+    quick_train(synthetic, tmp_path, epochs=1, backup_every=2)
+    path = tmp_path / "backup" / StepBackup.STATE
+    state = json.loads(path.read_text())
+    assert (state["epoch"], state["step_in_epoch"], state["global_step"]) == (1, 0, 4)
+    # A backup of the epoch's last step (as older versions wrote one) before its end.
+    path.write_text(json.dumps({**state, "epoch": 0, "step_in_epoch": 4}))
+    model, history = quick_train(synthetic, tmp_path, epochs=2, backup_every=2, resume=True)
+    assert history.epoch == [1] and int(model.generator_optimizer.iterations.numpy()) == 8

@@ -131,8 +131,9 @@ def run_ablation(study, options=None, *, variants=None, evaluation=None, **field
     Example:
     >>> run_ablation("loss", data="facades", epochs=5, evaluation={"split": "test"})
     """
+    from p2p_keras.jobs.datasets import resolve_dataset
     from p2p_keras.jobs.evaluate import evaluate
-    from p2p_keras.jobs.train import resolve_data, train
+    from p2p_keras.jobs.train import train
 
     chosen = select_variants(study, variants)
     base = options or TrainOptions(**DEFAULTS)
@@ -144,7 +145,7 @@ def run_ablation(study, options=None, *, variants=None, evaluation=None, **field
     base = dataclasses.replace(base, **fields)
     check_image_size(chosen, base.image_size)
     out = study_dir(study, base)
-    root, natural = resolve_data(base.data, base.data_dir)
+    root, natural = resolve_dataset(base.data, base.data_dir)
     base = dataclasses.replace(base, data=str(root), direction=base.direction or natural or "AtoB")
     scoring = {"metrics": ("l1", "psnr", "ssim"), "direction": base.direction, **(evaluation or {})}
     budget = {"study": study, **dataclasses.asdict(base), "evaluation": scoring}

@@ -230,9 +230,10 @@ def _fit(config, options, tick, steps):
 
 def _pipeline(config, options, tick, steps):
     from p2p_keras.data import load_paired
-    from p2p_keras.jobs.train import default_load_size, resolve_data
+    from p2p_keras.jobs.datasets import resolve_dataset
+    from p2p_keras.jobs.train import default_load_size
 
-    root, direction = resolve_data(options.data, options.data_dir)
+    root, direction = resolve_dataset(options.data, options.data_dir)
     size, batch_size = options.image_size, options.batch_size
     sizes = {"image_size": size, "load_size": default_load_size(size), "batch_size": batch_size}
     dataset = load_paired(root, "train", direction=direction or "AtoB", seed=0, **sizes)

@@ -87,7 +87,7 @@ def evaluate(
 
     Args:
         generator_or_path: a generator `keras.Model` or a ``generator.keras``/``pix2pix.keras``.
-        data, data_dir: see `p2p_keras.jobs.train.resolve_data`.
+        data, data_dir: see `p2p_keras.jobs.datasets.resolve_dataset`.
         split: the split to score; "val" falls back to "test" where there is none.
         dropout, batch_stats: the test-time mode (see `p2p_keras.inference.generate`); with
             `batch_stats` images go one at a time (the paper's protocol).
@@ -100,14 +100,14 @@ def evaluate(
     Example:
     >>> print(format_table(evaluate("runs/pix2pix/generator.keras", "facades", "test")))
     """
-    from p2p_keras.jobs.train import resolve_data
+    from p2p_keras.jobs.datasets import resolve_dataset
 
     pixel = [name for name in metrics if name not in ("kid", "fid")]
     if not set(pixel) <= set(m.PER_IMAGE):
         raise ValueError(f"unknown metrics in {metrics}; choose from {METRICS}")
     path = generator_or_path if isinstance(generator_or_path, str | pathlib.Path) else None
     generator = load_generator(path) if path else generator_or_path
-    root, natural = resolve_data(data, data_dir)
+    root, natural = resolve_dataset(data, data_dir)
     root, unavailable, features, scorer = pathlib.Path(root), {}, None, None
     direction = direction or _trained_direction(path) or natural or "AtoB"
     options = {"direction": direction, "image_size": generator.input_shape[1:3]}

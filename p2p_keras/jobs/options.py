@@ -58,7 +58,9 @@ class TrainOptions:
     conditional: bool = _option(True, "the discriminator sees the input (cGAN)")
     filters: int = _option(64, "first-layer width of both networks (paper: 64; less is faster)")
     precision: str | None = _option(None, "auto: mixed on a GPU or bf16 CPU", choices=PRECISIONS)
-    mirrored: bool = _option(False, "MirroredStrategy on every visible GPU (batch-size is global)")
+    mirrored: bool = _option(
+        False, "data-parallel on every device: MirroredStrategy on TensorFlow, DataParallel on JAX"
+    )
     seed: int | None = _option(None, "seed for weights, data order, jitter and dropout", int)
     deterministic: bool = _option(False, "bit-identical runs for a given --seed (slower)")
     resume: bool = _option(False, "continue the run in --out from its last backup, at its step")

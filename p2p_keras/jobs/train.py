@@ -28,13 +28,6 @@ class RunExistsError(FileExistsError):
     """The run folder holds a run that `resume` was not asked to continue."""
 
 
-def resolve_data(data=None, data_dir=None):
-    """`p2p_keras.jobs.datasets.resolve_dataset`, imported on first use (it loads TFDS)."""
-    from p2p_keras.jobs.datasets import resolve_dataset
-
-    return resolve_dataset(data, data_dir)
-
-
 def default_load_size(image_size):
     """The jitter's resize before the random crop: 286 for 256, the same ratio otherwise."""
     if isinstance(image_size, int):
@@ -101,7 +94,9 @@ def train(data=None, out=None, *, strategy=None, callbacks=(), **fields):
             tf.config.threading.set_inter_op_parallelism_threads(1)
         except RuntimeError:  # possible only before TensorFlow's first op
             warnings.warn("TensorFlow ran: deterministic up to float rounding", stacklevel=2)
-    root, natural_direction = resolve_data(options.data, options.data_dir)
+    from p2p_keras.jobs.datasets import resolve_dataset  # here: it imports TFDS
+
+    root, natural_direction = resolve_dataset(options.data, options.data_dir)
     options = dataclasses.replace(
         options,
         data=str(root),
@@ -158,6 +153,8 @@ def _train(options, out, load_train, train_ds, val_ds, replicas, callbacks):
         temporary.write_text(json.dumps(config, indent=2) + "\n")
     # The rest of an interrupted epoch first, then whole epochs.
     epoch, done, history = state["epoch"], state["step_in_epoch"], None
+    if done >= steps:  # the epoch's steps are done (or --steps-per-epoch shrank): go on
+        epoch, done = epoch + 1, 0
     parts = [(epoch, epoch + 1, steps - done)] if done else []
     for first, last, part_steps in [*parts, (epoch + bool(done), options.epochs, steps)]:
         if first < last and guard.error is None:
@@ -188,7 +185,8 @@ def _distribute(options, strategy):
         strategy = strategy or (tf.distribute.MirroredStrategy() if options.mirrored else None)
         replicas = strategy.num_replicas_in_sync if strategy is not None else 1
     if options.batch_size % replicas:
-        raise ValueError(f"--batch-size {options.batch_size} does not split over {replicas} devices")
+        size = options.batch_size
+        raise ValueError(f"--batch-size {size} does not split over {replicas} devices")
     return (strategy.scope() if strategy else contextlib.nullcontext()), replicas
 
 
