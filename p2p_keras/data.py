@@ -69,7 +69,8 @@ def load_paired(
         image_size: Output size, an int or `(height, width)`; `load_size`: before the crop.
         training: Jitter, shuffle and drop the remainder; `None` means `split == "train"`.
         batch_size: Images per batch; `shuffle_buffer`: training shuffle buffer (0: none).
-        seed: Integer making shuffle, crops and flips reproducible (epochs still differ).
+        seed: Integer making shuffle, crops and flips reproducible (epochs still differ,
+            and so does a second iterator over the same dataset: call again to restart).
         cache: `True` caches decoded, resized images in memory, a path in that file (delete it
             after changing options), `False` decodes every epoch.
         skip_bad: Skip bad files with a warning instead of raising.
