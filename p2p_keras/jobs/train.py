@@ -6,6 +6,7 @@ epoch), ``pix2pix.keras`` (both networks and optimizers), ``samples/epoch_NNN.pn
 import contextlib
 import dataclasses
 import functools
+import itertools
 import json
 import pathlib
 import warnings
@@ -110,24 +111,27 @@ def train(data=None, out=None, *, strategy=None, callbacks=(), **fields):
     load_train = functools.partial(
         load_paired, root, "train", load_size=options.load_size, seed=options.seed, **common
     )
+    # A new pipeline for each use: a second iterator over one pipeline reshuffles and re-jitters,
+    # so a resumed run's batch k would differ from an uninterrupted run's.
     train_ds = load_train()
+    pipelines = itertools.chain([train_ds], iter(load_train, None))
     steps = options.steps_per_epoch or int(train_ds.cardinality())
     options = dataclasses.replace(options, steps_per_epoch=steps)
     val_ds = _validation_split(root, common)
 
     scope, replicas = _distribute(options, strategy)
     with scope:  # built, restored and trained inside it
-        return _train(options, out, load_train, train_ds, val_ds, replicas, callbacks)
+        return _train(options, out, pipelines, val_ds, replicas, callbacks)
 
 
-def _train(options, out, load_train, train_ds, val_ds, replicas, callbacks):
+def _train(options, out, pipelines, val_ds, replicas, callbacks):
     backup_dir, steps = out / "backup", options.steps_per_epoch
     model = build_pix2pix(options.image_size, **_pick(options, _BUILD_OPTIONS))
     optimizers = [default_optimizer(options.learning_rate) for _ in "GD"]
     model.compile(*optimizers, **_pick(options, _COMPILE_OPTIONS))
     state = cbs.StepBackup.restore(model, backup_dir) if options.resume else None
     state = state or {"epoch": 0, "step_in_epoch": 0, "global_step": 0}
-    sample_source = val_ds if val_ds is not None else train_ds
+    sample_source = val_ds if val_ds is not None else next(pipelines)
     inputs, targets = next(iter(sample_source.unbatch().batch(options.samples).take(1)))
     backup = cbs.StepBackup(backup_dir, options.backup_every, state["global_step"])
     guard = cbs.StopOnNonFinite(f"The last good backup: {backup_dir}. --resume with a lower --lr")
@@ -158,10 +162,9 @@ def _train(options, out, load_train, train_ds, val_ds, replicas, callbacks):
     parts = [(epoch, epoch + 1, steps - done)] if done else []
     for first, last, part_steps in [*parts, (epoch + bool(done), options.epochs, steps)]:
         if first < last and guard.error is None:
-            # One endless stream per fit(), from a new pipeline: with a seed, batch k of the run
-            # is then the same whether or not it was interrupted, so a resume can skip to it.
-            # (A second iterator over the same dataset object would reshuffle and re-jitter.)
-            data = load_train().repeat().skip(backup.global_step)
+            # One endless stream per fit(): with a seed, batch k of the run is the same whether
+            # or not it was interrupted, so a resume can skip to it.
+            data = next(pipelines).repeat().skip(backup.global_step)
             history = fit(data, initial_epoch=first, epochs=last, steps_per_epoch=part_steps)
     if guard.error is not None:
         raise guard.error
@@ -176,18 +179,20 @@ _COMPILE_OPTIONS = ("gan_loss", "l1_weight", "gan_weight", "jit_compile")
 
 def _distribute(options, strategy):
     """The scope a run trains in, and its number of replicas."""
-    if strategy is None and options.mirrored and keras.backend.backend() != "tensorflow":
-        if keras.backend.backend() != "jax":
+    if strategy is None and options.mirrored:
+        backend = keras.backend.backend()
+        if backend == "torch":
             raise ValueError("--mirrored trains on TensorFlow or JAX, not on PyTorch")
-        strategy = keras.distribution.DataParallel()  # the batch is split over the devices
-        replicas = strategy.device_mesh.devices.size
-    else:
-        strategy = strategy or (tf.distribute.MirroredStrategy() if options.mirrored else None)
-        replicas = strategy.num_replicas_in_sync if strategy is not None else 1
+        # Both split each batch over all devices; JAX uses Keras' own distribution API.
+        jax = backend == "jax"
+        strategy = keras.distribution.DataParallel() if jax else tf.distribute.MirroredStrategy()
+    if strategy is None:
+        return contextlib.nullcontext(), 1
+    replicas = getattr(strategy, "num_replicas_in_sync", None) or strategy.device_mesh.devices.size
     if options.batch_size % replicas:
-        size = options.batch_size
-        raise ValueError(f"--batch-size {size} does not split over {replicas} devices")
-    return (strategy.scope() if strategy else contextlib.nullcontext()), replicas
+        message = f"--batch-size {options.batch_size} does not split over {replicas} devices"
+        raise ValueError(message)
+    return strategy.scope(), replicas
 
 
 def _pick(options, names):
