@@ -30,6 +30,7 @@ _EXPORTS = {
     "train": "p2p_keras.jobs.train",
     "TrainOptions": "p2p_keras.jobs.options",
     "evaluate": "p2p_keras.jobs.evaluate",
+    "convert_official": "p2p_keras.jobs.convert",
 }
 _MODULES = ("losses", "metrics")
 

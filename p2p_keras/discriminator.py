@@ -30,8 +30,8 @@ def build_patchgan_discriminator(
 
     A conditional discriminator sees the input image and a (real or generated) target,
     concatenated on channels (the paper's cGAN); an unconditional one sees the target alone
-    (the paper's "GAN" ablation). Like the TF tutorial, and unlike the official code, the first
-    convolution has no bias when the network uses batch norm.
+    (the paper's "GAN" ablation). Biases as in the official `NLayerDiscriminator`: the first
+    and last convolutions have one, the normalised ones not (the TF tutorial's first has none).
 
     Args:
         input_shape: (height, width, channels) of the generator's input image.
@@ -49,7 +49,7 @@ def build_patchgan_discriminator(
     Example:
     >>> discriminator = build_patchgan_discriminator((256, 256, 3))
     >>> discriminator.count_params(), discriminator.output_shape
-    (2770433, (None, 30, 30, 1))
+    (2770497, (None, 30, 30, 1))
     """
     use_bias = uses_bias(norm)
     if patch_size not in PATCH_SIZES:
@@ -64,7 +64,9 @@ def build_patchgan_discriminator(
             filters * 2, 1, use_bias=use_bias, kernel_initializer=conv_init(), name="pixel2_conv"
         )(x)
         x = layers.LeakyReLU(negative_slope=0.2, name="pixel2_lrelu")(normalize(x, norm, "pixel2"))
-        x = layers.Conv2D(1, 1, kernel_initializer=conv_init(), name="patch_conv")(x)
+        x = layers.Conv2D(
+            1, 1, use_bias=use_bias, kernel_initializer=conv_init(), name="patch_conv"
+        )(x)
     else:
         strided = STRIDED_LAYERS[patch_size]
         for layer in range(strided + 1):
@@ -74,7 +76,8 @@ def build_patchgan_discriminator(
             if last:
                 x = layers.ZeroPadding2D(1, name="pad1")(x)
             x = conv_block(
-                x, filters * min(2**layer, 8), name=f"block{layer + 1}", use_bias=use_bias,
+                x, filters * min(2**layer, 8), name=f"block{layer + 1}",
+                use_bias=use_bias or layer == 0,
                 strides=1 if last else 2, norm=None if layer == 0 else norm,
                 padding="valid" if last else "same",
             )  # fmt: skip

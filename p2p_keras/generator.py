@@ -1,16 +1,18 @@
 """The pix2pix generator: a U-Net (Ronneberger et al., 2015) of 4x4 stride-2 convolutions.
 
-Paper, §6.1.1: encoder C64-C128-C256-C512-C512-C512-C512-C512, decoder
-CD512-CD512-CD512-C512-C256-C128-C64 (the paper counts decoder channels after the skip
-concatenation: CD512-CD1024-CD1024-C1024-...), then a convolution to the output channels and tanh.
+The official code's `UnetGenerator` (junyanz/pytorch-CycleGAN-and-pix2pix), layer for layer, so
+its pretrained weights load (`p2p_keras.convert`). Paper, §6.1.1: encoder
+C64-C128-C256-C512-C512-C512-C512-C512, decoder CD512-CD1024-CD1024-C1024-C1024-C512-C256-C128
+(channels counted after the skip concatenation), then a convolution to the output and tanh.
 """
 
 import math
+import random
 
 import keras
 from keras import layers
 
-from p2p_keras.layers import conv_block, conv_init, upsample_block, uses_bias
+from p2p_keras.layers import conv_init, normalize, uses_bias
 
 
 def unet_depth(height, width):
@@ -41,29 +43,31 @@ def build_unet_generator(
     output_channels=3,
     *,
     filters=64,
-    max_filters=512,
     dropout=0.5,
     norm="batch",
     skip_connections=True,
     name=None,
 ):
-    """Builds the pix2pix U-Net generator as a functional `keras.Model`.
+    """Builds the official pix2pix U-Net generator as a functional `keras.Model`.
 
-    The encoder halves the resolution until the short side is 1 pixel. Its first and innermost
-    layers have no norm, as in the official code (the TF tutorial's BatchNorm on the 1x1
-    bottleneck makes it constant at batch size 1). The output is tanh, in float32.
+    Level ``k`` is the official block ``[LeakyReLU, Conv, Norm]`` (``downk_*``; the first has
+    only the convolution, the innermost no norm); going up, the decoder concatenates
+    ``[skip, decoder]`` and applies ReLU before each transposed convolution (``upj_*``, ``up1``
+    the innermost), so a skip reaches it as ReLU(e). Dropout sits on the ``depth - 5`` blocks
+    after the innermost (4x4, 8x8 and 16x16 at 256x256). The output is tanh, in float32.
 
-    Where this follows the paper and the TF tutorial rather than the official PyTorch code:
-    dropout sits on decoder blocks 1-3 (the official code: 2-4, after the innermost one), and
-    the skips carry the encoder's LeakyReLU outputs.
+    Where the TF tutorial differs: its skips carry LeakyReLU(e), concatenated after the
+    decoder's half, its bottleneck is LeakyReLU'd, and its dropout sits on the three blocks
+    from 2x2 to 8x8 (the paper's "first three decoder layers").
 
     Args:
-        input_shape: (height, width, channels); both sides must divide by ``2**depth``.
+        input_shape: (height, width, channels); both sides must divide by ``2**depth``
+            (8 levels at 256: the official unet_256; 7 at 128: unet_128).
         output_channels: channels of the generated image.
-        filters: filters of the first encoder layer (the paper's ngf, 64), doubled per level.
-        max_filters: cap on the filters per layer (512).
-        dropout: rate of the first ``depth - 5`` decoder blocks (3 at 256x256); 0 for none.
-        norm: "batch" (paper), "sync_batch", "instance" or None.
+        filters: filters of the first level (the official ngf, 64), doubled per level up
+            to ``8 * filters``.
+        dropout: rate of the dropout blocks; 0 for none (the official ``--no_dropout``).
+        norm: "batch" (official default), "sync_batch", "instance" or None.
         skip_connections: False gives the paper's encoder-decoder ablation.
         name: model name; default "unet_generator" or "encoder_decoder_generator".
 
@@ -76,22 +80,37 @@ def build_unet_generator(
     """
     use_bias = uses_bias(norm)
     depth = unet_depth(*input_shape[:2])
-    level_filters = [min(filters * 2**level, max_filters) for level in range(depth)]
+    level_filters = [filters * 2 ** min(level, 3) for level in range(depth)]
     inputs = layers.Input(shape=input_shape, name="input_image")
     x, skips = inputs, []
-    for level, level_filter in enumerate(level_filters):
-        block_norm = None if level in (0, depth - 1) else norm
-        x = conv_block(x, level_filter, name=f"down{level + 1}", use_bias=use_bias, norm=block_norm)
+    for level, level_filter in enumerate(level_filters, start=1):
+        if level > 1:
+            x = layers.LeakyReLU(negative_slope=0.2, name=f"down{level}_lrelu")(x)
+        x = layers.Conv2D(
+            level_filter, 4, 2, "same", use_bias=use_bias, kernel_initializer=conv_init(),
+            name=f"down{level}_conv",
+        )(x)  # fmt: skip
+        x = normalize(x, None if level in (1, depth) else norm, f"down{level}")
         skips.append(x)
+    skips.pop()  # the innermost code is not a skip
     n_dropout = max(depth - 5, 0) if dropout else 0
-    for block, level in enumerate(reversed(range(depth - 1))):
-        rate = dropout if block < n_dropout else 0.0
-        x = upsample_block(
-            x, level_filters[level], name=f"up{block + 1}", use_bias=use_bias, norm=norm,
-            dropout=rate,
-        )  # fmt: skip
-        if skip_connections:
-            x = layers.Concatenate(name=f"up{block + 1}_skip")([x, skips[level]])
+    for block in range(1, depth):
+        if block > 1 and skip_connections:
+            x = layers.Concatenate(name=f"up{block}_skip")([skips.pop(), x])
+        x = layers.ReLU(name=f"up{block}_relu")(x)
+        x = layers.Conv2DTranspose(
+            level_filters[-block - 1], 4, 2, "same", use_bias=use_bias,
+            kernel_initializer=conv_init(), name=f"up{block}_convT",
+        )(x)  # fmt: skip
+        x = normalize(x, norm, f"up{block}")
+        if 1 < block <= n_dropout + 1:
+            # The seed Keras would draw, given explicitly: PyTorch otherwise draws dropout from
+            # its global generator, not from the layer's seed generator that backups set.
+            seed = random.randint(1, int(1e9))
+            x = layers.Dropout(dropout, seed=seed, name=f"up{block}_dropout")(x)
+    if skip_connections:
+        x = layers.Concatenate(name="output_skip")([skips.pop(), x])
+    x = layers.ReLU(name="output_relu")(x)
     x = layers.Conv2DTranspose(
         output_channels, 4, 2, "same", kernel_initializer=conv_init(), name="output_convT"
     )(x)

@@ -7,6 +7,7 @@ switches explicit.
 """
 
 import functools
+import json
 import pathlib
 import weakref
 import zipfile
@@ -128,10 +129,29 @@ def save_image(image, path):
     return pathlib.Path(path)
 
 
-def save_model(model, path):
-    """`model.save(path)` through `atomic_path`: a crash never leaves half a file."""
+INFO = "p2p_keras.json"  # what the package records inside a .keras file it writes
+
+
+def save_model(model, path, info=None):
+    """`model.save(path)` through `atomic_path`: a crash never leaves half a file.
+
+    `info`, a JSON-able dict (e.g. ``{"direction": "BtoA"}``), is stored inside the archive;
+    Keras ignores it and `model_info` reads it back.
+    """
     with atomic_path(path) as temporary:
         model.save(temporary)
+        if info:
+            with zipfile.ZipFile(temporary, "a") as archive:
+                archive.writestr(INFO, json.dumps(info))
+
+
+def model_info(path):
+    """The `info` that `save_model` stored in a ``.keras`` file; {} if none or unreadable."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return json.loads(archive.read(INFO))
+    except (OSError, KeyError, ValueError, zipfile.BadZipFile):
+        return {}
 
 
 class ModelFileError(ValueError):

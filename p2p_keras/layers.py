@@ -5,8 +5,6 @@ The paper (Isola et al., 2017, §6.1) builds both networks from ``Ck`` blocks
 convolution is 4x4, with weights drawn from N(0, 0.02) as in the official code.
 """
 
-import random
-
 import keras
 from keras import layers
 
@@ -61,28 +59,10 @@ def normalize(x, norm, prefix):
 
 
 def conv_block(x, filters, *, name, use_bias, strides=2, norm="batch", padding="same"):
-    """Conv2D(4x4) -> optional norm -> LeakyReLU(0.2): the encoder's and discriminator's ``Ck``."""
+    """Conv2D(4x4) -> optional norm -> LeakyReLU(0.2): the discriminator's ``Ck`` block."""
     x = layers.Conv2D(
         filters, 4, strides, padding, use_bias=use_bias, kernel_initializer=conv_init(),
         name=f"{name}_conv",
     )(x)  # fmt: skip
     x = normalize(x, norm, name)
     return layers.LeakyReLU(negative_slope=0.2, name=f"{name}_lrelu")(x)
-
-
-def upsample_block(x, filters, *, name, use_bias, norm="batch", dropout=0.0):
-    """Conv2DTranspose(4x4, stride 2) -> optional norm -> optional dropout -> ReLU.
-
-    The decoder's ``Ck`` block, or ``CDk`` with ``dropout=0.5``.
-    """
-    x = layers.Conv2DTranspose(
-        filters, 4, 2, "same", use_bias=use_bias, kernel_initializer=conv_init(),
-        name=f"{name}_convT",
-    )(x)  # fmt: skip
-    x = normalize(x, norm, name)
-    if dropout:
-        # The seed Keras would draw, given explicitly: PyTorch otherwise draws dropout from its
-        # global generator, not from the layer's seed generator that backups and `generate` set.
-        seed = random.randint(1, int(1e9))
-        x = layers.Dropout(dropout, seed=seed, name=f"{name}_dropout")(x)
-    return layers.ReLU(name=f"{name}_relu")(x)

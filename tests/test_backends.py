@@ -35,7 +35,7 @@ def tiny_networks(shape=SHAPE, seed=0):
     from p2p_keras.generator import build_unet_generator
 
     keras.utils.set_random_seed(seed)
-    generator = build_unet_generator(shape, filters=8, max_filters=32)
+    generator = build_unet_generator(shape, filters=8)
     return generator, build_patchgan_discriminator(shape, filters=8)
 
 

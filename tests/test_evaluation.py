@@ -290,7 +290,7 @@ def saved_generator(tmp_path_factory):
     root = make_synthetic_facades(base / "data", train=8, val=4, test=4, size=64)
     keras.utils.set_random_seed(0)
     (base / "run").mkdir()
-    build_unet_generator((64, 64, 3), filters=8, max_filters=32).save(base / "run" / "g.keras")
+    build_unet_generator((64, 64, 3), filters=8).save(base / "run" / "g.keras")
     (base / "run" / "config.json").write_text(json.dumps({"direction": "BtoA"}))
     return root, base / "run" / "g.keras"
 

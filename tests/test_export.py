@@ -15,7 +15,7 @@ def generator_and_images():
     from p2p_keras.generator import build_unet_generator
 
     keras.utils.set_random_seed(0)
-    generator = build_unet_generator((32, 32, 3), filters=8, max_filters=32)
+    generator = build_unet_generator((32, 32, 3), filters=8)
     for layer in generator.layers:  # batch-norm statistics away from (0, 1), as after training
         if isinstance(layer, keras.layers.BatchNormalization):
             layer.moving_mean.assign(np.full(layer.moving_mean.shape, 0.1, "float32"))

@@ -25,7 +25,7 @@ from p2p_keras.model import Pix2Pix
 @pytest.fixture(scope="module")
 def generator():
     keras.utils.set_random_seed(1)
-    model = build_unet_generator((64, 64, 3), filters=8, max_filters=32)
+    model = build_unet_generator((64, 64, 3), filters=8)
     # Give the moving averages values unlike the batch statistics, as after training (small
     # variances, since the N(0, 0.02) weights shrink activations layer after layer).
     for layer in model.layers:
@@ -84,7 +84,7 @@ def test_generate_changes_nothing_in_the_model(generator, images):
 
 def tiny_pix2pix():
     keras.utils.set_random_seed(0)
-    generator = build_unet_generator((64, 64, 3), filters=4, max_filters=16)
+    generator = build_unet_generator((64, 64, 3), filters=4)
     model = Pix2Pix(generator, build_patchgan_discriminator((64, 64, 3), filters=4, patch_size=16))
     model.compile()
     return model

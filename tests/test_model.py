@@ -20,7 +20,7 @@ def small_model(conditional=True, seed=0):
 
     keras.utils.set_random_seed(seed)
     return Pix2Pix(
-        build_unet_generator(SHAPE, filters=8, max_filters=32),
+        build_unet_generator(SHAPE, filters=8),
         build_patchgan_discriminator(SHAPE, filters=8, conditional=conditional),
     )
 

@@ -13,9 +13,11 @@ from p2p_keras.generator import build_unet_generator, unet_depth
 def test_unet_256_has_the_official_parameter_count():
     generator = build_unet_generator((256, 256, 3))
     assert generator.count_params() == 54_423_811
-    # The TF tutorial's variant adds a BatchNorm (4 x 512 parameters) on the 1x1 bottleneck.
-    assert 54_423_811 + 4 * 512 == 54_425_859
+    trainable = sum(int(np.prod(weight.shape)) for weight in generator.trainable_weights)
+    assert trainable == 54_413_955
     assert generator.output_shape == (None, 256, 256, 3)
+    # The official unet_128 at ngf 32 caps its width at 8 * ngf = 256, not at 512.
+    assert build_unet_generator((128, 128, 3), filters=32).get_layer("down7_conv").filters == 256
 
 
 def test_unet_has_no_norm_on_the_first_and_innermost_encoder_layers():
@@ -24,14 +26,33 @@ def test_unet_has_no_norm_on_the_first_and_innermost_encoder_layers():
     assert "down1_batchnorm" not in names and "down8_batchnorm" not in names
     assert all(f"down{level}_batchnorm" in names for level in range(2, 8))
     assert generator.get_layer("down8_conv").output.shape[1:3] == (1, 1)
-    dropouts = [layer.name for layer in generator.layers if isinstance(layer, layers.Dropout)]
-    assert dropouts == ["up1_dropout", "up2_dropout", "up3_dropout"]
+    dropouts = [layer for layer in generator.layers if isinstance(layer, layers.Dropout)]
+    # The official code's: the three blocks after the innermost, at 4x4, 8x8 and 16x16.
+    assert [layer.name for layer in dropouts] == ["up2_dropout", "up3_dropout", "up4_dropout"]
+    assert [layer.output.shape[1] for layer in dropouts] == [4, 8, 16]
+
+
+def test_the_decoder_sees_relu_of_the_skip_first_and_the_innermost_code_relud():
+    """The official block: cat([skip, decoder]), then ReLU, then the transposed convolution."""
+    generator = build_unet_generator((32, 32, 3), filters=4)
+    skip = generator.get_layer("up2_skip")
+    assert [t.name for t in skip.input] == [
+        generator.get_layer("down4_batchnorm").output.name,
+        generator.get_layer("up1_batchnorm").output.name,
+    ]
+    assert generator.get_layer("up2_relu").input.name == skip.output.name
+    assert generator.get_layer("up1_relu").input.name == generator.get_layer("down5_conv").output.name
+    x = np.random.default_rng(0).uniform(-1, 1, (2, 32, 32, 3)).astype("float32")
+    probe = keras.Model(generator.input, [skip.output, generator.get_layer("up2_relu").output])
+    concatenated, activated = (keras.ops.convert_to_numpy(t) for t in probe(x, training=True))
+    assert concatenated[..., :8].min() < 0  # the skip half: e before any activation
+    np.testing.assert_allclose(activated, np.maximum(concatenated, 0))
 
 
 def test_bottleneck_carries_information_at_batch_size_one():
     # With BatchNorm on a 1x1 map at batch 1 (TF tutorial) every input gives the same bottleneck.
     generator = build_unet_generator((64, 64, 3))
-    bottleneck = keras.Model(generator.input, generator.get_layer("down6_lrelu").output)
+    bottleneck = keras.Model(generator.input, generator.get_layer("down6_conv").output)
     rng = np.random.default_rng(0)
     a, b = (rng.uniform(-1, 1, (1, 64, 64, 3)).astype("float32") for _ in range(2))
     difference = np.abs(bottleneck(a, training=True) - bottleneck(b, training=True)).max()
@@ -88,8 +109,8 @@ def test_instance_and_no_norm_options():
 
 
 def test_instance_norm_keeps_the_convolution_biases():
-    # Bug 1: instance norm has no shift, so (as in the official code) every convolution keeps
-    # its bias; batch norm's shift replaces the bias in every block.
+    """Instance norm has no shift, so (as in the official code) every convolution keeps its
+    bias; batch norm's shift replaces it, except on the official outer convolutions."""
     models = (
         build_unet_generator((32, 32, 3), filters=8, norm="instance"),
         build_patchgan_discriminator((32, 32, 3), filters=8, norm="instance", patch_size=16),
@@ -100,19 +121,20 @@ def test_instance_norm_keeps_the_convolution_biases():
     batch = build_unet_generator((32, 32, 3), filters=8)
     assert not batch.get_layer("down1_conv").use_bias and not batch.get_layer("up1_convT").use_bias
     assert batch.get_layer("output_convT").use_bias
-
-
-def test_docstrings_say_where_the_official_code_differs():
-    # Bug 11: the paper and the TF tutorial are followed where the official code differs.
-    generator_doc = " ".join(build_unet_generator.__doc__.split())
-    assert "decoder blocks 1-3 (the official code: 2-4" in generator_doc
-    assert "skips carry the encoder's LeakyReLU outputs" in generator_doc
-    assert "first convolution has no bias" in " ".join(build_patchgan_discriminator.__doc__.split())
+    d = build_patchgan_discriminator((32, 32, 3), filters=8, patch_size=16)
+    biased = [layer.name for layer in d.layers if getattr(layer, "use_bias", False)]
+    assert biased == ["block1_conv", "patch_conv"]
+    pixel = build_patchgan_discriminator((32, 32, 3), filters=8, patch_size=1)
+    assert [layer.name for layer in pixel.layers if getattr(layer, "use_bias", False)] == [
+        "pixel1_conv"
+    ]
 
 
 def test_patchgan_70_has_the_official_parameter_count_and_30x30_logits():
     discriminator = build_patchgan_discriminator((256, 256, 3))
-    assert discriminator.count_params() == 2_770_433
+    assert discriminator.count_params() == 2_770_497
+    trainable = sum(int(np.prod(weight.shape)) for weight in discriminator.trainable_weights)
+    assert trainable == 2_768_705
     assert discriminator.output_shape == (None, 30, 30, 1)
     assert receptive_field(discriminator) == 70
 

@@ -145,7 +145,7 @@ def test_sigkill_after_an_epoch_end_backup_then_resume_matches_an_uninterrupted_
 
 def tiny_model(**compile_options):
     keras.utils.set_random_seed(0)
-    generator = build_unet_generator((64, 64, 3), filters=4, max_filters=16)
+    generator = build_unet_generator((64, 64, 3), filters=4)
     model = Pix2Pix(generator, build_patchgan_discriminator((64, 64, 3), filters=4, patch_size=16))
     model.compile(**compile_options)
     return model

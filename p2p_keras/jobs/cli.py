@@ -10,6 +10,7 @@ import sys
 
 from p2p_keras import project_dir
 from p2p_keras.jobs import ablate, bench
+from p2p_keras.jobs.convert import OFFICIAL_MODELS
 from p2p_keras.jobs.options import TrainOptions, add_arguments
 
 
@@ -120,6 +121,21 @@ def _download(args):
     return 0
 
 
+def _convert(args):
+    from p2p_keras.jobs.convert import convert_official
+
+    from p2p_keras.inference import model_info
+
+    generator = convert_official(args.source, args.out, direction=args.direction)
+    norm = "batch" if any("batchnorm" in layer.name for layer in generator.layers) else "instance"
+    direction = model_info(args.out).get("direction") or "no direction recorded"
+    print(
+        f"Wrote {args.out}: unet_{generator.input_shape[1]}, "
+        f"ngf {generator.get_layer('down1_conv').filters}, {norm} norm, {direction}"
+    )
+    return 0
+
+
 def build_parser():
     """The argument parser of every command; it imports no TensorFlow."""
     parser = argparse.ArgumentParser(
@@ -203,6 +219,17 @@ def build_parser():
     sub.add_argument("name", help="facades, maps, edges2shoes, edges2handbags, night2day")
     sub.add_argument("--manual-dir", help="folder holding NAME.tar.gz fetched by hand")
     add_arguments(sub, only=("data_dir",))
+
+    sub = command(
+        "convert-official",
+        _convert,
+        "convert an official pix2pix generator (PyTorch .pth) into a .keras file",
+        "Convert a state dict saved by the official pix2pix code (latest_net_G.pth), or download "
+        f"an official pretrained one by name ({', '.join(OFFICIAL_MODELS)}) into the Keras cache.",
+    )
+    sub.add_argument("source", help="a .pth state dict or an official model name")
+    sub.add_argument("--out", required=True, help="the .keras file to write")
+    sub.add_argument("--direction", choices=("AtoB", "BtoA"), help="default: the official one")
 
     sub = command("export", _export, "export a generator to ONNX, LiteRT (.tflite) or SavedModel")
     sub.add_argument("--model", required=True, help="generator.keras or pix2pix.keras")

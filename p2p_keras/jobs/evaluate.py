@@ -12,7 +12,7 @@ from PIL import Image
 
 from p2p_keras import metrics as m
 from p2p_keras.data import atomic_path, denormalize, load_paired
-from p2p_keras.inference import generate, load_generator
+from p2p_keras.inference import generate, load_generator, model_info
 
 METRICS = ("l1", "psnr", "ssim", "kid", "fid")
 
@@ -160,6 +160,10 @@ def fcn_scorer(root, inputs, unavailable, *, label_side=True):
 
 
 def _trained_direction(model_path):
+    if model_path is None:
+        return None
+    if model_info(model_path).get("direction"):
+        return model_info(model_path)["direction"]
     try:
         config = json.loads(pathlib.Path(model_path).with_name("config.json").read_text())
     except (TypeError, OSError, ValueError):

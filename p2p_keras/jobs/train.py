@@ -52,10 +52,7 @@ def build_pix2pix(image_size=256, channels=3, *, filters=64, precision=None, **o
     shape, norm = (*size, channels), options.pop("norm", "batch")
     d_options = {k: options.pop(k) for k in ("patch_size", "conditional") if k in options}
     with dtype_policy(resolve_precision(precision)):
-        # max_filters: 512 at the paper's width; narrower networks scale down.
-        generator = build_unet_generator(
-            shape, channels, filters=filters, max_filters=8 * filters, norm=norm, **options
-        )
+        generator = build_unet_generator(shape, channels, filters=filters, norm=norm, **options)
         discriminator = build_patchgan_discriminator(
             shape, channels, filters=filters, norm=norm, **d_options
         )
