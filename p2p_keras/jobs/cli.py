@@ -136,6 +136,13 @@ def _convert(args):
     return 0
 
 
+def _demo(args):
+    from p2p_keras.demo import serve
+
+    serve(args.model, host=args.host, port=args.port)
+    return 0
+
+
 def build_parser():
     """The argument parser of every command; it imports no TensorFlow."""
     parser = argparse.ArgumentParser(
@@ -235,6 +242,18 @@ def build_parser():
     sub.add_argument("--model", required=True, help="generator.keras or pix2pix.keras")
     sub.add_argument("--format", choices=("onnx", "litert", "saved_model"), default="onnx")
     sub.add_argument("--out", required=True, help=".onnx / .tflite file, or the SavedModel folder")
+
+    sub = command(
+        "demo",
+        _demo,
+        "draw a label map in the browser and see the generator's translation",
+        "Serve an interactive page (no internet needed): a canvas, the CMP facade palette for "
+        "facade models, the translation after each stroke. Default model: "
+        "results/facades_128/generator.keras.",
+    )
+    sub.add_argument("--model", help="generator.keras (default: the facades showcase model)")
+    sub.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    sub.add_argument("--port", type=int, default=8000, help="port; 0 picks a free one")
     return parser
 
 
