@@ -24,7 +24,7 @@ _EXPORTS = {
     "generate": "p2p_keras.inference",
     "translate": "p2p_keras.inference",
     "load_generator": "p2p_keras.inference",
-    "export": "p2p_keras.export",
+    "export": "p2p_keras.inference",
     "fcn_score": "p2p_keras.segmenter",
     "build_pix2pix": "p2p_keras.jobs.train",
     "train": "p2p_keras.jobs.train",

@@ -9,6 +9,7 @@ from __future__ import annotations
 import concurrent.futures
 import contextlib
 import dataclasses
+import functools
 import os
 import secrets
 import shutil
@@ -21,6 +22,7 @@ from PIL import Image, UnidentifiedImageError
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp")
 DIRECTIONS = ("AtoB", "BtoA")
+CACHE_FRACTION = 0.5  # of the physical memory, the most `cache="auto"` keeps in memory
 
 
 @dataclasses.dataclass(frozen=True)
@@ -52,27 +54,34 @@ def load_paired(
     load_size=286,
     training=None,
     batch_size=1,
-    shuffle_buffer=400,
+    shuffle_buffer=None,
     seed=None,
-    cache=True,
+    cache="auto",
     skip_bad=False,
 ) -> tf.data.Dataset:
     """A `tf.data.Dataset` of `(input, target)` float32 batches in [-1, 1], `(batch, h, w, 3)`.
 
     Every file is checked first with a full decode: bad files raise `BadImageError`, which
-    names each file and its problem. Training applies `jitter`, shuffles and drops the last
-    partial batch; evaluation resizes to `image_size` and keeps the files in name order.
+    names each file and its problem. Training applies `jitter`, shuffles the whole split each
+    epoch and drops the last partial batch; evaluation resizes to `image_size` and keeps the
+    files in name order.
 
     Args:
         root: Dataset folder, aligned or two-folder layout; `split`: e.g. `"train"` or `"val"`.
         direction: `"AtoB"` (input = A, the left half) or `"BtoA"`.
         image_size: Output size, an int or `(height, width)`; `load_size`: before the crop.
         training: Jitter, shuffle and drop the remainder; `None` means `split == "train"`.
-        batch_size: Images per batch; `shuffle_buffer`: training shuffle buffer (0: none).
+        batch_size: Images per batch.
+        shuffle_buffer: `None` shuffles the whole split each epoch: the pairs after a memory
+            cache, else the file names before decoding (a file cache then replays the first
+            epoch's order). An int shuffles the decoded pairs in a buffer of that size instead;
+            0: no shuffle.
         seed: Integer making shuffle, crops and flips reproducible (epochs still differ,
             and so does a second iterator over the same dataset: call again to restart).
         cache: `True` caches decoded, resized images in memory, a path in that file (delete it
-            after changing options), `False` decodes every epoch.
+            after changing options), `False` decodes every epoch. `"auto"` caches in memory
+            when the decoded pairs fit in `CACHE_FRACTION` of the RAM, else warns and decodes
+            every epoch.
         skip_bad: Skip bad files with a warning instead of raising.
 
     Example:
@@ -104,19 +113,26 @@ def load_paired(
 
     def load(a_path, b_path):
         a, b = split_pair(_decode(a_path)) if aligned else (_decode(a_path), _decode(b_path))
-        return _resize(a, load_hw), _resize(b, load_hw)
+        return resize(a, load_hw), resize(b, load_hw)
 
     def finish(a, b):
-        a, b = tf.cast(a, tf.float32) / 127.5 - 1.0, tf.cast(b, tf.float32) / 127.5 - 1.0
+        a, b = normalize(a), normalize(b)
         return (a, b) if direction == "AtoB" else (b, a)
 
+    if cache == "auto":
+        cache = _fits_in_memory(len(pairs), load_hw, f"{root}/{split}")
+    buffer = len(pairs) if shuffle_buffer is None else shuffle_buffer
+    names_first = shuffle_buffer is None and cache is not True  # strings: cheap to shuffle all
+    shuffle = functools.partial(tf.data.Dataset.shuffle, seed=seed, reshuffle_each_iteration=True)
     ds = tf.data.Dataset.from_tensor_slices(tuple(map(list, zip(*pairs, strict=True))))
+    if training and names_first and buffer > 1:
+        ds = shuffle(ds, buffer)
     ds = ds.map(load, num_parallel_calls=tf.data.AUTOTUNE)
     if cache:
         ds = ds.cache() if cache is True else ds.cache(os.fspath(cache))
     if training:
-        if shuffle_buffer and shuffle_buffer > 1:
-            ds = ds.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
+        if not names_first and buffer > 1:
+            ds = shuffle(ds, buffer)  # after a memory cache: references to the cached pairs
         # A zipped seed stream rather than stateful ops: results do not depend on scheduling.
         seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
         ds = tf.data.Dataset.zip(ds, seeds).map(
@@ -137,7 +153,7 @@ def jitter(a, b, seed, image_size, load_size=None):
     >>> a2, b2 = jitter(a, b, seed=0, image_size=256, load_size=286)
     """
     if load_size is not None:
-        a, b = (_resize(x, _size_hw(load_size, "load_size")) for x in (a, b))
+        a, b = (resize(x, _size_hw(load_size, "load_size")) for x in (a, b))
     seed = tf.cast(seed, tf.int64)
     seed = tf.stack([seed, 0 * seed]) if seed.shape.rank == 0 else seed
     crop_seed, flip_seed = tf.unstack(tf.random.split(seed, 2))
@@ -184,6 +200,18 @@ def split_pair(image, direction="AtoB"):
     return (a, b) if direction == "AtoB" else (b, a)
 
 
+def normalize(images):
+    """Maps uint8 images to float32 in [-1, 1], as `load_paired` gives: `denormalize`'s inverse.
+
+    Args:
+        images: uint8 array or tensor, any shape.
+
+    Returns:
+        A float32 tensor of the same shape.
+    """
+    return tf.cast(images, tf.float32) / 127.5 - 1.0
+
+
 def denormalize(images) -> np.ndarray:
     """Maps images from [-1, 1] to uint8 [0, 255] (clipped), e.g. for plotting.
 
@@ -192,6 +220,23 @@ def denormalize(images) -> np.ndarray:
     """
     x = np.asarray(images, dtype=np.float32)
     return np.clip(np.round((x + 1.0) * 127.5), 0, 255).astype(np.uint8)
+
+
+def resize(images, size_hw):
+    """Resizes uint8 images bicubically (as the official code), antialiased when shrinking.
+
+    The one resize of the package: training (`load_paired`, `jitter`) and test time
+    (`p2p_keras.inference.translate`) alike. The antialiasing matches Pillow's.
+
+    Args:
+        images: uint8 `(height, width, channels)` or `(batch, height, width, channels)`.
+        size_hw: `(height, width)` of the result.
+
+    Returns:
+        A uint8 tensor, rounded and clipped.
+    """
+    resized = tf.image.resize(images, size_hw, method="bicubic", antialias=True)
+    return tf.cast(tf.round(tf.clip_by_value(resized, 0.0, 255.0)), tf.uint8)
 
 
 def read_rgb(path) -> np.ndarray:
@@ -318,7 +363,24 @@ def _decode(path):
     return image
 
 
-def _resize(image, size_hw):
-    # Bicubic like the official code; antialias matches Pillow when shrinking.
-    resized = tf.image.resize(image, size_hw, method="bicubic", antialias=True)
-    return tf.cast(tf.round(tf.clip_by_value(resized, 0.0, 255.0)), tf.uint8)
+def _fits_in_memory(n_pairs, size_hw, name):
+    """Whether `n_pairs` decoded uint8 pairs of `size_hw` fit the memory cache; warns if not."""
+    needed = n_pairs * size_hw[0] * size_hw[1] * 3 * 2
+    limit = _cache_limit()
+    if needed <= limit:
+        return True
+    warnings.warn(
+        f"{name}: the decoded pairs need {needed / 1e9:.3g} GB, more than the memory cache's "
+        f"{limit / 1e9:.3g} GB ({CACHE_FRACTION:.0%} of the RAM); decoding from disk every "
+        "epoch instead. Pass cache=PATH for a file cache.",
+        stacklevel=3,
+    )
+    return False
+
+
+def _cache_limit():
+    """Bytes the memory cache may take: `CACHE_FRACTION` of the physical memory."""
+    try:
+        return CACHE_FRACTION * os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):  # no sysconf (Windows): no limit
+        return float("inf")

@@ -1,4 +1,4 @@
-"""Using a trained generator: the paper's test-time mode, images of any size, model files.
+"""Using a trained generator: the paper's test-time mode, images of any size, model files, export.
 
 The paper runs the generator at test time "in exactly the same manner as during training":
 dropout stays on as noise, and batch norm uses the test batch's statistics (as the official
@@ -17,7 +17,7 @@ import numpy as np
 from keras import layers
 from PIL import Image
 
-from p2p_keras.data import atomic_path, denormalize, read_rgb, split_pair
+from p2p_keras.data import atomic_path, denormalize, normalize, read_rgb, resize, split_pair
 from p2p_keras.optimizers import as_float32
 
 _VIEWS = weakref.WeakKeyDictionary()  # generator -> {(dropout, batch_stats): test-time view}
@@ -83,8 +83,9 @@ def generate(generator, images, *, dropout=True, batch_stats=True, seed=None):
 def translate(generator, image, **modes):
     """Translates one uint8 image of any size and returns the result at the image's size.
 
-    The image is resized (bicubic) to the generator's input size, its channels matched to the
-    generator's (RGB to gray or gray repeated), translated, and the result resized back.
+    The image is resized to the generator's input size as in training (`p2p_keras.data.resize`:
+    bicubic, antialiased), its channels matched to the generator's (RGB to gray or gray
+    repeated), translated, and the result resized back.
 
     Args:
         generator: a generator `keras.Model` with a fixed input size.
@@ -102,10 +103,9 @@ def translate(generator, image, **modes):
     elif image.shape[-1] != channels:
         image = image[..., :1] if image.shape[-1] < 3 else image[..., :3]
         image = np.broadcast_to(image, (*image.shape[:2], channels))
-    resize = functools.partial(keras.ops.image.resize, interpolation="bicubic")
-    x = resize(image[None].astype("float32") / 127.5 - 1.0, (height, width))
-    y = generate(generator, keras.ops.clip(x, -1.0, 1.0), **modes)
-    return denormalize(keras.ops.clip(resize(y, image.shape[:2]), -1.0, 1.0)[0])
+    x = np.asarray(normalize(resize(image[None], (height, width))))
+    y = denormalize(generate(generator, x, **modes)[0])
+    return np.asarray(resize(y, image.shape[:2]))
 
 
 def translate_files(generator, paths, out_dir, *, paired=False, direction="AtoB", **modes):
@@ -184,3 +184,40 @@ def load_generator(path, float32=True):
             f"{model.output_shape}; expected an image-to-image generator"
         )
     return as_float32(model) if float32 else model
+
+
+# Our names for the formats of Keras' `Model.export`.
+FORMATS = {"onnx": "onnx", "litert": "litert", "saved_model": "tf_saved_model"}
+
+
+def export(generator, path, format="onnx"):
+    """Writes `generator` to `path` through Keras' own `Model.export`.
+
+    The exported function takes float32 images in [-1, 1] of the generator's input size (any
+    batch size) and returns the generator's output in inference mode: batch-norm moving
+    statistics, no dropout. A mixed-precision generator is exported in float32. The file (or
+    SavedModel folder) is written atomically. ONNX needs `tf2onnx` and `onnx` on the
+    TensorFlow backend; LiteRT needs the TensorFlow or PyTorch backend (and `ai-edge-litert`
+    to run the file); `pip install -r requirements-backends.txt` installs them.
+
+    Args:
+        generator: a `keras.Model` from images to images, e.g. from `load_generator`.
+        path: the ``.onnx`` or ``.tflite`` file, or the SavedModel folder.
+        format: "onnx" (onnxruntime), "litert" (the LiteRT interpreter, formerly TFLite) or
+            "saved_model" (TensorFlow Serving, `tf.saved_model.load`).
+
+    Returns:
+        `path`, as a `pathlib.Path`.
+
+    Example:
+    >>> export(load_generator("runs/facades/generator.keras"), "facades.onnx")
+    >>> session = onnxruntime.InferenceSession("facades.onnx")
+    >>> fake = session.run(None, {session.get_inputs()[0].name: images})[0]
+    """
+    if format not in FORMATS:
+        raise ValueError(f"format must be one of {sorted(FORMATS)}, got {format!r}")
+    path, model = pathlib.Path(path), as_float32(generator)
+    model(np.zeros((1, *model.input_shape[1:]), "float32"))  # Keras exports called models only
+    with atomic_path(path) as temporary:
+        model.export(str(temporary), format=FORMATS[format], verbose=False)
+    return path

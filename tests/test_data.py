@@ -236,6 +236,63 @@ def test_file_cache(tmp_path):
         np.testing.assert_array_equal(y1, y2)
 
 
+def labelled_pairs(root, n):
+    """Writes `n` tiny pairs whose A half is filled with its index, (i % 256, i // 256, 0)."""
+    return make_aligned(
+        root,
+        "train",
+        [(np.full((4, 4, 3), (i % 256, i // 256, 0), np.uint8),) * 2 for i in range(n)],
+    )
+
+
+def indices(ds):
+    return [int(x[0, 0, 0, 0]) + 256 * int(x[0, 0, 0, 1]) for x, _ in epoch(ds)]
+
+
+@pytest.mark.parametrize("cache", ["auto", False])
+def test_training_shuffles_the_whole_split_each_epoch(tmp_path, cache):
+    """Guards the training order against a shuffle buffer that only mixes nearby files."""
+    root = labelled_pairs(tmp_path, 600)
+    ds = load_paired(root, image_size=4, load_size=4, seed=0, cache=cache)
+    ds = ds.map(lambda x, y: (tf.round((x + 1) * 127.5), y))
+    first, second = indices(ds), indices(ds)
+    assert sorted(first) == sorted(second) == list(range(600))
+    assert max(first[:50]) >= 450 and max(second[:50]) >= 450  # a buffer of 400: all < 450
+    assert first != second
+    again = load_paired(root, image_size=4, load_size=4, seed=0, cache=cache)
+    assert indices(again.map(lambda x, y: (tf.round((x + 1) * 127.5), y))) == first
+
+
+def test_auto_cache_keeps_only_what_fits_in_memory(tmp_path, monkeypatch):
+    """Guards the memory against a cache larger than the limit: it warns once, reads from disk."""
+    import p2p_keras.data
+
+    root = make_aligned(tmp_path, "val", noise_pairs(3, size=16))
+    needed = 3 * 16 * 16 * 3 * 2  # pairs x pixels x channels x 2 images, uint8
+    for limit, cached in [(needed, True), (needed - 1, False)]:
+        monkeypatch.setattr(p2p_keras.data, "_cache_limit", lambda limit=limit: limit)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            ds = load_paired(root, "val", image_size=16)
+            first = epoch(ds) + epoch(ds)
+        messages = [str(w.message) for w in caught if "memory cache" in str(w.message)]
+        assert messages == [
+            f"{root}/val: the decoded pairs need 4.61e-06 GB, more than the memory cache's "
+            "4.61e-06 GB (50% of the RAM); decoding from disk every epoch instead. Pass "
+            "cache=PATH for a file cache."
+        ] * (not cached)
+        moved = tmp_path / "moved"
+        (root / "val").rename(moved)
+        try:
+            if cached:
+                np.testing.assert_array_equal(epoch(ds)[0][0], first[0][0])
+            else:
+                with pytest.raises(tf.errors.OpError):
+                    epoch(ds)
+        finally:
+            moved.rename(root / "val")
+
+
 # --------------------------------------------------------------------------- two-folder layout
 
 

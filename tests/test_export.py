@@ -1,9 +1,12 @@
 """`export`: each exported file, run by its own runtime, reproduces the Keras generator."""
 
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
-from p2p_keras.export import export
+from p2p_keras.inference import export
 
 INSTALL = "pip install -r requirements-backends.txt"
 
@@ -61,6 +64,20 @@ def test_saved_model_runs_in_tensorflow(generator_and_images, tmp_path):
     np.testing.assert_allclose(loaded.serve(images), expected, atol=1e-4)
     export(generator, path, format="saved_model")  # replaces the folder, leaves nothing else
     assert [p.name for p in tmp_path.iterdir()] == ["generator"]
+
+
+def test_the_public_export_is_the_function_whatever_was_imported_first():
+    """Guards `p2p_keras.export` (and every public name) against a submodule of the same name,
+    which replaces the function once something imports it."""
+    code = (
+        "import importlib, types, p2p_keras as p2p\n"
+        "for module in sorted(set(p2p._EXPORTS.values())):\n"
+        "    importlib.import_module(module)\n"
+        "modules = [n for n in p2p._EXPORTS if isinstance(getattr(p2p, n), types.ModuleType)]\n"
+        "assert callable(p2p.export) and not modules, modules\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-2000:]
 
 
 def test_unknown_format_is_refused_before_writing(generator_and_images, tmp_path):

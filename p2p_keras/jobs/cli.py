@@ -71,8 +71,7 @@ def _evaluate(args):
 
 
 def _export(args):
-    from p2p_keras.export import export
-    from p2p_keras.inference import load_generator
+    from p2p_keras.inference import export, load_generator
 
     print(f"Wrote {export(load_generator(args.model), args.out, format=args.format)}")
     return 0
@@ -122,9 +121,8 @@ def _download(args):
 
 
 def _convert(args):
-    from p2p_keras.jobs.convert import convert_official
-
     from p2p_keras.inference import model_info
+    from p2p_keras.jobs.convert import convert_official
 
     generator = convert_official(args.source, args.out, direction=args.direction)
     norm = "batch" if any("batchnorm" in layer.name for layer in generator.layers) else "instance"
@@ -175,14 +173,15 @@ def build_parser():
     sub = command(
         "evaluate",
         _evaluate,
-        "score a generator (L1, PSNR, SSIM, KID, FID) and write an HTML report",
-        "Score a generator on a split; with --out, write metrics.json and an index.html of "
-        "input | output | target. KID and FID need InceptionV3 ImageNet weights (downloaded "
-        "by Keras, or --inception-weights FILE); without them they are reported unavailable.",
+        "score a generator (L1, PSNR, SSIM, KID, FID) beside baselines",
+        "Score a generator on a split and print the table; with --out, write metrics.json and "
+        "samples.png (input | output | target). KID and FID need InceptionV3 ImageNet weights "
+        "(downloaded by Keras, or --inception-weights FILE); without them they are reported "
+        "unavailable.",
     )
     sub.add_argument("--model", required=True, help="generator.keras or pix2pix.keras")
     sub.add_argument("--split", default="val", help="split to score (default val, else test)")
-    sub.add_argument("--out", help="folder for metrics.json and the report")
+    sub.add_argument("--out", help="folder for metrics.json and samples.png")
     sub.add_argument("--inception-weights", default="imagenet", help="local .h5 file")
     sub.add_argument("--max-images", type=int)
     add_arguments(sub, only=("data", "direction", "data_dir"))
