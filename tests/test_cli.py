@@ -1,4 +1,4 @@
-"""The command line: help before TensorFlow (bug 9), one-line errors (bug 10), options once."""
+"""The command line: help before TensorFlow, one-line errors, options once."""
 
 import dataclasses
 import json
@@ -22,7 +22,7 @@ def run_python(code, *args, timeout=600):  # generous: a loaded machine imports 
     )  # fmt: skip
 
 
-# --------------------------------------------------------------------------- bug 9
+# --------------------------------------------------------------------------- help before TensorFlow
 
 
 def test_help_and_argument_errors_answer_before_tensorflow():
@@ -101,7 +101,7 @@ def test_train_options_check_their_choices():
     assert dataclasses.replace(TrainOptions(), patch_size=16).patch_size == 16
 
 
-# --------------------------------------------------------------------------- bug 10
+# --------------------------------------------------------------------------- one-line errors
 
 
 def _main(capsys, argv):

@@ -92,7 +92,7 @@ def test_l1_only_leaves_the_discriminator_alone():
 
 
 def test_model_optimizer_exposes_both_optimizers_variables():
-    # Bug 4: compile() left model.optimizer None; the JAX trainer carries model.optimizer.variables.
+    # Guards model.optimizer after compile(): the JAX trainer carries its variables.
     model = small_model()
     model.compile()
     expected = model.generator_optimizer.variables + model.discriminator_optimizer.variables
@@ -115,7 +115,7 @@ def test_keras_learning_rate_callbacks_set_both_optimizers():
 
 
 def test_use_ema_leaves_the_averaged_generator_after_fit():
-    # Bug 4: without model.optimizer, fit() never finalized the optimizers, so EMA was ignored.
+    # Guards EMA: fit() finalizes both optimizers through model.optimizer.
     # With ema_momentum=1 the average stays at the weights after the first step.
     x, y = batch()
     reference = small_model()
@@ -132,7 +132,7 @@ def test_use_ema_leaves_the_averaged_generator_after_fit():
 
 
 def test_l1_only_evaluation_reports_no_adversarial_losses():
-    # Bug 5: with gan_weight=0, validation reported losses of the untrained discriminator.
+    # Guards L1-only validation from reporting the untrained discriminator's losses.
     model = small_model()
     model.compile(gan_weight=0.0)
     x, y = batch()
@@ -195,7 +195,7 @@ def test_save_and_load_round_trip_keeps_outputs_and_optimizer_state(tmp_path):
 
 
 def test_save_and_load_keep_jit_compile_and_steps_per_execution(tmp_path):
-    # Bug 7: both were dropped from the compile config.
+    # Guards jit_compile and steps_per_execution in the saved compile config.
     model = small_model()
     model.compile(jit_compile=True, steps_per_execution=3)
     model.save(tmp_path / "run.keras")

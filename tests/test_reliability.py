@@ -131,8 +131,7 @@ def test_other_backends_resume_mid_epoch_at_the_exact_step(synthetic, backend, t
 def test_sigkill_after_an_epoch_end_backup_then_resume_matches_an_uninterrupted_run(
     synthetic, uninterrupted, tmp_path
 ):
-    # Bug 8: the epoch-end sample grid drew its dropout noise from the training seed generator
-    # after the backup was written, so a run resumed from that backup drew other noise.
+    # Guards the resumed run's dropout noise: the sample grid after the backup leaves it alone.
     out = tmp_path / "killed"
     kill_when(train_command(synthetic, out), lambda output: "Epoch 2/" in output)
     assert read_state(out) | {"seeds": None, "weights": None} == {
@@ -171,8 +170,8 @@ def recording(backup, model):
 
 
 def test_step_backup_counts_steps_with_steps_per_execution(pairs, tmp_path):
-    # Bug 3: with steps_per_execution=2 Keras calls on_train_batch_end once per 2 steps, and the
-    # backup counted calls, not steps. Backups every 2 steps, 2 epochs of 4 steps, crash at 6.
+    # Guards the step count when Keras calls on_train_batch_end once per steps_per_execution.
+    # Backups every 2 steps, 2 epochs of 4 steps, crash at 6.
     model = tiny_model(steps_per_execution=2)
     backup = StepBackup(tmp_path, every=2)
     saves = recording(backup, model)
@@ -198,8 +197,7 @@ def test_step_backup_counts_steps_with_steps_per_execution(pairs, tmp_path):
 
 
 def test_damaged_backups_fall_back_to_the_previous_one_or_say_what_to_do(pairs, tmp_path):
-    # Bug 10: a truncated weights file or a broken state.json stopped --resume with h5py's or
-    # json's message; one damaged file must not lose the run.
+    # Guards --resume against a damaged backup file: the previous one, or a message saying why.
     model = tiny_model()
     model.fit(
         pairs, epochs=1, steps_per_epoch=3, callbacks=[StepBackup(tmp_path / "b", 2)], verbose=0

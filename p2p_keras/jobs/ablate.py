@@ -79,7 +79,8 @@ PAPER_SCORES = {
 }
 PAPER_TITLES = {
     "loss": "Table 1: FCN-scores for different losses",
-    "generator": "Table 2: FCN-scores for different generator architectures (batch size 10)",
+    # The paper trained this study at batch size 10, the others at 1; ours use `batch_size`.
+    "generator": "Table 2: FCN-scores for different generator architectures (paper: batch 10)",
     "patch": "Table 3: FCN-scores for different discriminator receptive fields (L1+cGAN)",
 }
 
