@@ -5,7 +5,10 @@ starts. The lesson lives in the top-level modules; the jobs built on it in `p2p_
 """
 
 import importlib
+import importlib.abc
+import importlib.util
 import os
+import sys
 from pathlib import Path
 
 __version__ = "0.1.0"
@@ -49,6 +52,33 @@ def project_dir():
         return Path(os.environ["P2P_PROJECT_DIR"])
     root = Path(__file__).resolve().parent.parent
     return root if (root / "pyproject.toml").exists() else Path.cwd()
+
+
+class _AfterKeras(importlib.abc.MetaPathFinder):
+    """Imports `p2p_keras.model` as soon as Keras is imported: that registers the package's
+    classes (`Pix2Pix`, `FusedAdam`) for `keras.saving.load_model` after ``import p2p_keras``,
+    without importing Keras, and TensorFlow with it, here."""
+
+    def find_spec(self, name, path=None, target=None):
+        if name != "keras":
+            return None
+        sys.meta_path.remove(self)
+        spec = importlib.util.find_spec(name)
+        if spec is not None and spec.loader is not None:
+            run = spec.loader.exec_module
+
+            def exec_module(module):
+                run(module)
+                importlib.import_module("p2p_keras.model")
+
+            spec.loader.exec_module = exec_module
+        return spec
+
+
+if "keras" in sys.modules:
+    importlib.import_module("p2p_keras.model")
+else:
+    sys.meta_path.insert(0, _AfterKeras())
 
 
 def __getattr__(name):

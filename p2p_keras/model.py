@@ -82,11 +82,18 @@ class Pix2Pix(BackendSteps, keras.Model):
             gan_weight: weight of the adversarial term; 0 trains the generator on L1 alone and
                 leaves the discriminator untouched (the "L1" ablation).
             **kwargs: passed to `keras.Model.compile` (``jit_compile``, ``steps_per_execution``,
-                ``run_eagerly``...). ``optimizer``, ``loss`` and ``metrics`` are not used.
+                ``run_eagerly``...).
+
+        Raises:
+            ValueError: ``optimizer``, ``loss`` or ``metrics`` is given: the two networks have
+                their own optimizers and the losses are the paper's.
         """
         check_gan_loss(gan_loss)
-        kwargs.pop("optimizer", None)
-        super().compile(optimizer=None, **kwargs)
+        for name in ("optimizer", "loss", "metrics"):
+            if kwargs.pop(name, None) is not None:
+                fix = "pass generator_optimizer= and discriminator_optimizer="
+                raise ValueError(f"Pix2Pix.compile takes no {name}= ({fix}; see its docstring)")
+        super().compile(**kwargs)
         self.generator_optimizer = _with_loss_scaling(
             generator_optimizer or default_optimizer(), self.generator
         )

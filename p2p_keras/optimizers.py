@@ -31,6 +31,13 @@ class FusedAdam(keras.optimizers.Adam):
         super().build(var_list)
         _check_internals(self, ADAM_INTERNALS)
 
+    @classmethod
+    def from_config(cls, config, custom_objects=None):
+        # A model saved on TensorFlow loads on the other backends, with Keras' Adam.
+        if keras.config.backend() != "tensorflow":
+            return keras.optimizers.Adam.from_config(config, custom_objects)
+        return super().from_config(config, custom_objects)
+
     def update_step(self, gradient, variable, learning_rate):
         tf = importlib.import_module("tensorflow")  # not imported on other backends
         if self.amsgrad or isinstance(gradient, tf.IndexedSlices):

@@ -236,6 +236,43 @@ def test_jax_train_mirrored_on_two_devices_matches_one_device(tmp_path):
         np.testing.assert_allclose(np.asarray(b), np.asarray(a), atol=1e-5, err_msg=a.path)
 
 
+LOAD_AND_RESUME = """
+import sys, keras, numpy as np, p2p_keras
+model = keras.saving.load_model(sys.argv[1])
+before = [keras.ops.convert_to_numpy(v) for v in model.generator.trainable_variables]
+x = np.random.default_rng(0).uniform(-1, 1, (2, 32, 32, 3)).astype("float32")
+model.fit(x, -x, batch_size=2, epochs=1, verbose=0)
+after = [keras.ops.convert_to_numpy(v) for v in model.generator.trainable_variables]
+steps = [int(o.iterations) for o in model.optimizer.optimizers]
+print(type(model).__name__, type(model.generator_optimizer).__name__, steps,
+      sum(not np.array_equal(a, b) for a, b in zip(before, after)), len(after))
+"""
+
+
+@pytest.mark.parametrize("backend", ["tensorflow", *BACKENDS])
+def test_a_pix2pix_file_saved_on_tensorflow_loads_after_import_p2p_keras_and_resumes(
+    tmp_path, backend
+):
+    """Load failed with "Could not locate class 'Pix2Pix'" (the lazy API never imported the
+    model module), and on JAX/PyTorch on the saved FusedAdam, whose constructor refused."""
+    if importlib.util.find_spec(backend) is None:
+        pytest.skip(f"{backend} is not installed: {INSTALL}")
+    from p2p_keras.model import Pix2Pix
+
+    model = Pix2Pix(*tiny_networks())
+    model.compile()
+    model.train_on_batch(*pairs(2))
+    model.save(tmp_path / "pix2pix.keras")
+    environment = {**os.environ, "KERAS_BACKEND": backend, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    command = [sys.executable, "-c", LOAD_AND_RESUME, str(tmp_path / "pix2pix.keras")]
+    process = subprocess.run(command, env=environment, capture_output=True, text=True)
+    assert process.returncode == 0, process.stderr[-3000:]
+    name, optimizer, *rest = process.stdout.split()[-6:]
+    adam = "FusedAdam" if backend == "tensorflow" else "Adam"
+    assert (name, optimizer) == ("Pix2Pix", adam)
+    assert " ".join(rest) == f"[2, 2] {rest[-2]} {rest[-1]}" and int(rest[-2]) == int(rest[-1])
+
+
 def test_tensorflow_seeded_run_lowers_validation_l1(tmp_path):
     run = seeded_run(tmp_path)
     assert run["val_l1_after"] < run["val_l1_before"] - 0.01, run

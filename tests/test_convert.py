@@ -177,7 +177,14 @@ def test_convert_official_command_writes_a_generator_that_translate_reads(tmp_pa
     assert "unet_128" in capsys.readouterr().out
     keras = pytest.importorskip("keras")
     keras.utils.save_img(tmp_path / "in.png", np.zeros((100, 80, 3), "uint8"), scale=False)
-    args = ["translate", str(tmp_path / "in.png"), "--model", str(out), "--out", str(tmp_path / "o")]
+    args = [
+        "translate",
+        str(tmp_path / "in.png"),
+        "--model",
+        str(out),
+        "--out",
+        str(tmp_path / "o"),
+    ]
     assert main(args) == 0
     assert keras.utils.load_img(tmp_path / "o" / "in.png").size == (80, 100)
     assert main(["convert-official", str(tmp_path / "nothing.pth"), "--out", str(out)]) == 1

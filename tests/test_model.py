@@ -38,6 +38,14 @@ def changed(before, variables):
     return [not np.array_equal(b, v.numpy()) for b, v in zip(before, variables, strict=True)]
 
 
+def test_compile_refuses_optimizer_loss_and_metrics_instead_of_ignoring_them():
+    """`optimizer=Adam(1e-5)` used to train at 2e-4 without a word."""
+    model = small_model()
+    for name, value in (("optimizer", keras.optimizers.Adam(1e-5)), ("loss", "mae")):
+        with pytest.raises(ValueError, match=f"no {name}=.*generator_optimizer="):
+            model.compile(**{name: value})
+
+
 def test_compile_defaults_are_the_papers():
     model = small_model()
     model.compile()

@@ -41,7 +41,9 @@ def test_the_decoder_sees_relu_of_the_skip_first_and_the_innermost_code_relud():
         generator.get_layer("up1_batchnorm").output.name,
     ]
     assert generator.get_layer("up2_relu").input.name == skip.output.name
-    assert generator.get_layer("up1_relu").input.name == generator.get_layer("down5_conv").output.name
+    assert (
+        generator.get_layer("up1_relu").input.name == generator.get_layer("down5_conv").output.name
+    )
     x = np.random.default_rng(0).uniform(-1, 1, (2, 32, 32, 3)).astype("float32")
     probe = keras.Model(generator.input, [skip.output, generator.get_layer("up2_relu").output])
     concatenated, activated = (keras.ops.convert_to_numpy(t) for t in probe(x, training=True))

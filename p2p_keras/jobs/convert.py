@@ -88,7 +88,9 @@ def _fetch(source, cache_dir):
         pathlib.Path(cache_dir).mkdir(parents=True, exist_ok=True)
     path = pathlib.Path(
         keras.utils.get_file(
-            f"pix2pix_{source}.pth", OFFICIAL_URL.format(source), cache_dir=cache_dir,
+            f"pix2pix_{source}.pth",
+            OFFICIAL_URL.format(source),
+            cache_dir=cache_dir,
             cache_subdir="models",
         )  # fmt: skip
     )
