@@ -63,6 +63,9 @@ class TrainOptions:
     )
     seed: int | None = _option(None, "seed for weights, data order, jitter and dropout", int)
     deterministic: bool = _option(False, "bit-identical runs for a given --seed (slower)")
+    init_generator: str | None = _option(
+        None, "start G from this .keras generator's weights, D from scratch (fine-tuning)"
+    )
     resume: bool = _option(False, "continue the run in --out from its last backup, at its step")
     backup_every: int | None = _option(None, "steps between backups; default: epoch ends only", int)
     data_dir: str | None = _option(None, "where datasets are stored; default: data/")

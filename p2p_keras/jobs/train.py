@@ -19,7 +19,7 @@ from p2p_keras import project_dir
 from p2p_keras.data import atomic_path, load_paired
 from p2p_keras.discriminator import build_patchgan_discriminator
 from p2p_keras.generator import build_unet_generator
-from p2p_keras.inference import save_model
+from p2p_keras.inference import load_generator, save_model
 from p2p_keras.jobs.options import TrainOptions
 from p2p_keras.model import Pix2Pix
 from p2p_keras.optimizers import default_optimizer, dtype_policy, resolve_precision
@@ -126,6 +126,8 @@ def _train(options, out, pipelines, val_ds, replicas, callbacks):
     model = build_pix2pix(options.image_size, **_pick(options, _BUILD_OPTIONS))
     optimizers = [default_optimizer(options.learning_rate) for _ in "GD"]
     model.compile(*optimizers, **_pick(options, _COMPILE_OPTIONS))
+    if options.init_generator:
+        _init_generator(model.generator, options.init_generator)
     state = cbs.StepBackup.restore(model, backup_dir) if options.resume else None
     state = state or {"epoch": 0, "step_in_epoch": 0, "global_step": 0}
     sample_source = val_ds if val_ds is not None else next(pipelines)
@@ -190,6 +192,19 @@ def _distribute(options, strategy):
         message = f"--batch-size {options.batch_size} does not split over {replicas} devices"
         raise ValueError(message)
     return strategy.scope(), replicas
+
+
+def _init_generator(generator, path):
+    """Copies the weights of the generator in `path` into `generator` (the same network)."""
+    source = load_generator(path)
+    shapes = [tuple(w.shape) for w in generator.weights]
+    if [tuple(w.shape) for w in source.weights] != shapes:
+        raise ValueError(
+            f"{path}: its generator (input {source.input_shape}, {source.count_params():,} "
+            f"parameters) is not this run's ({generator.input_shape}, "
+            f"{generator.count_params():,}): match --image-size, --filters and --norm"
+        )
+    generator.set_weights(source.get_weights())
 
 
 def _pick(options, names):
