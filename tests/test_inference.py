@@ -71,7 +71,7 @@ def model_state(model):
 
 def test_generate_changes_nothing_in_the_model(generator, images):
     # Guards the model's flags, dropout rates, moving averages and random state from generate().
-    (values, flags), seeds = model_state(generator), generator.get_layer("up1_dropout")
+    (values, flags), seeds = model_state(generator), generator.get_layer("up2_dropout")
     assert any("seed" in v.path for v in generator.non_trainable_variables), "no dropout state"
     for dropout, batch_stats in [(True, True), (False, True), (True, False), (False, False)]:
         generate(generator, images, dropout=dropout, batch_stats=batch_stats)
@@ -116,7 +116,7 @@ def test_batch_statistics_without_dropout_are_deterministic_and_differ_from_eval
     np.testing.assert_allclose(a, b, atol=1e-6)
     eval_mode = generate(generator, images, dropout=False, batch_stats=False)
     assert np.abs(a - eval_mode).max() > 1e-3
-    assert generator.get_layer("up1_dropout").rate == 0.5
+    assert generator.get_layer("up2_dropout").rate == 0.5
 
 
 def test_dropout_with_moving_averages(generator, images):
