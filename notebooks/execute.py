@@ -13,12 +13,14 @@ URL lives in one place.
 import argparse
 import os
 import pathlib
+import re
 import sys
 import time
 
 import nbformat
 from nbclient import NotebookClient
 
+import p2p_keras
 from p2p_keras import course
 
 HERE = pathlib.Path(__file__).resolve().parent
@@ -38,6 +40,34 @@ def normalise(notebook, name):
     setup.source = course.SETUP_CELL
 
 
+# TensorFlow's and absl's start-up lines (glog: I0000 00:00:... file.cc:31] ...).
+NOISE = re.compile(r"^(WARNING: All log messages before absl::InitializeLog\(\).*|[IWEF]\d{4} .*)$")
+
+
+def scrub(notebook):
+    """Removes start-up log lines from stored outputs and writes the project's paths relative."""
+    root = str(p2p_keras.project_dir().resolve())
+
+    def clean(text):
+        lines = [line for line in text.splitlines(keepends=True) if not NOISE.match(line)]
+        text = "".join(lines).replace(root + "/", "").replace(root, ".")
+        text = text.replace(str(pathlib.Path.home()) + "/", "~/")
+        return re.sub(r"/tmp/[\w.-]+", "<tmp>", text)  # temporary folders
+
+    for cell in notebook.cells:
+        outputs = []
+        for output in cell.get("outputs", []):
+            if output.output_type == "stream":
+                output.text = clean(output.text)
+                if not output.text:
+                    continue
+            elif "text/plain" in output.get("data", {}):
+                output.data["text/plain"] = clean(output.data["text/plain"])
+            outputs.append(output)
+        if cell.cell_type == "code":
+            cell.outputs = outputs
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("only", nargs="*", help="notebook number prefixes, e.g. 05")
@@ -54,10 +84,13 @@ def main(argv=None):
         if not args.check:
             start = time.time()
             NotebookClient(
-                notebook, timeout=args.timeout, kernel_name="python3",
+                notebook,
+                timeout=args.timeout,
+                kernel_name="python3",
                 resources={"metadata": {"path": str(HERE)}},
             ).execute()
             print(f"{path.name}: {time.time() - start:.0f} s", flush=True)
+        scrub(notebook)
         nbformat.write(notebook, path)
         total += path.stat().st_size
     print(f"{len(paths)} notebooks, {total / 2**20:.1f} MB")
