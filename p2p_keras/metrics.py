@@ -72,6 +72,19 @@ def per_image_ssim(generated, targets):
 PER_IMAGE = {"l1": per_image_l1, "psnr": per_image_psnr, "ssim": per_image_ssim}
 
 
+def get_scores(confusion):
+    """phillipi/pix2pix's `get_scores` of a `(C, C)` confusion matrix (rows: the true classes).
+
+    Returns `(per_pixel_acc, class_acc, class_iou)`, a float and two `(C,)` arrays. As there,
+    each denominator gets 1e-12: a class absent from the labels and the predictions scores 0,
+    and counts in the means over classes.
+    """
+    confusion = np.asarray(confusion, np.float64)
+    hits, truths, predictions = np.diag(confusion), confusion.sum(1), confusion.sum(0)
+    accuracy = hits.sum() / (confusion.sum() + 1e-12)
+    return accuracy, hits / (truths + 1e-12), hits / (truths + predictions - hits + 1e-12)
+
+
 def _features(features):
     features = np.asarray(features, np.float64)
     if features.ndim != 2 or len(features) < 2:

@@ -10,17 +10,27 @@ the 12 CMP classes of facades, the 19 evaluation classes of Cityscapes' 34 label
 import contextlib
 import functools
 import hashlib
+import itertools
 import json
 from pathlib import Path
 
 import keras
 import numpy as np
+import tensorflow as tf
 from keras import layers, ops
 
-from p2p_keras import project_dir
-from p2p_keras.data import atomic_path, denormalize, read_rgb
-from p2p_keras.jobs import synthetic
+from p2p_keras import data, metrics, project_dir
 
+# Label colours of the pix2pix `facades` label maps, measured from the real data as the dominant
+# colours of flat label regions (samples of a jet-like colormap, in CMP class-index order).
+CMP_PALETTE = (
+    ("background", (0, 0, 222)), ("facade", (0, 48, 255)), ("window", (0, 128, 255)),
+    ("door", (0, 207, 255)), ("cornice", (32, 255, 224)), ("sill", (112, 254, 142)),
+    ("balcony", (192, 255, 63)), ("blind", (255, 240, 1)), ("deco", (255, 159, 0)),
+    ("molding", (255, 80, 0)), ("pillar", (254, 0, 0)), ("shop", (174, 0, 0)),
+)  # fmt: skip
+CLASS_NAMES = tuple(name for name, _ in CMP_PALETTE)
+PALETTE_ARRAY = np.array([rgb for _, rgb in CMP_PALETTE], dtype=np.uint8)
 # Cityscapes label ids 0..33 (cityscapesScripts labels.py): (name, train id or -1 = ignored,
 # colour). Ids that share a colour decode to the first of them (same train id, except polegroup).
 CITYSCAPES_LABELS = (
@@ -41,7 +51,7 @@ CITYSCAPES_LABELS = (
 )  # fmt: skip
 # dataset -> (class names, palette colours, class index of each colour or -1)
 _LABELS = {
-    "facades": (synthetic.CLASS_NAMES, synthetic.PALETTE_ARRAY, np.arange(12)),
+    "facades": (CLASS_NAMES, PALETTE_ARRAY, np.arange(12)),
     "cityscapes": (
         tuple(name for name, train_id, _ in CITYSCAPES_LABELS if train_id >= 0),
         np.array([colour for *_, colour in CITYSCAPES_LABELS], np.uint8),
@@ -80,7 +90,7 @@ def decode_labels(label_images, dataset="facades", *, label_ids=False):
     """
     classes = _labelled(dataset)[2]
     rgb = np.asarray(label_images)
-    rgb = (rgb if rgb.dtype == np.uint8 else denormalize(rgb)).astype(np.int32) >> 2
+    rgb = (rgb if rgb.dtype == np.uint8 else data.denormalize(rgb)).astype(np.int32) >> 2
     nearest = _nearest_colour(dataset)[(rgb[..., 0] << 12) | (rgb[..., 1] << 6) | rgb[..., 2]]
     return nearest if label_ids else classes[nearest].astype(np.int32)
 
@@ -94,13 +104,17 @@ def _nearest_colour(dataset):
     return dist.argmin(1).astype(np.int32)
 
 
-def _build_segmenter(num_classes, size, filters=16):
+def _build_segmenter(num_classes, size, filters, seed):
     """A small U-Net: photos in [-1, 1] of shape `(size, size, 3)` -> per-pixel class logits."""
+    seeds = itertools.count(seed * 1000)  # one initializer seed per layer, no global seed
+
+    def conv(x, width, kernel=3, strides=1):
+        init = keras.initializers.GlorotUniform(seed=next(seeds))
+        return layers.Conv2D(width, kernel, strides, "same", kernel_initializer=init)(x)
 
     def block(x, width, strides=1):
         for s in (strides, 1):
-            x = layers.Conv2D(width, 3, strides=s, padding="same", use_bias=False)(x)
-            x = layers.ReLU()(layers.BatchNormalization()(x))
+            x = layers.ReLU()(layers.BatchNormalization()(conv(x, width, strides=s)))
         return x
 
     inputs = keras.Input((size, size, 3))
@@ -113,25 +127,37 @@ def _build_segmenter(num_classes, size, filters=16):
         x = layers.UpSampling2D(interpolation="bilinear")(x)
         x = block(layers.Concatenate()([x, skip]), skip.shape[-1])
     x = layers.UpSampling2D(interpolation="bilinear")(x)
-    return keras.Model(inputs, layers.Conv2D(num_classes, 1)(x), name="segmenter")
+    return keras.Model(inputs, conv(x, num_classes, kernel=1), name="segmenter")
 
 
 def load_or_train_segmenter(
-    dataset_root, *, dataset="facades", seed=0, epochs=12, size=64, cache_dir=None, verbose="auto"
+    dataset_root,
+    *,
+    dataset="facades",
+    seed=0,
+    epochs=40,
+    size=128,
+    filters=32,
+    cache_dir=None,
+    verbose="auto",
 ):
     """The FCN-score segmenter of a dataset: loaded from its cache, or trained once and cached.
 
-    It is trained on the real photos and label maps of `dataset_root/train` and saved in
+    It is trained on the real photos and label maps of the `train` split (aligned or two-folder
+    layout, as `load_paired` reads it) with the paper's jitter (resized 1.12x larger, a random
+    `size` crop, mirrored half the time) and a cosine-decayed Adam rate. It is saved in
     `cache_dir` (default `data/.fcn/DATASET-CHECKSUM` in `project_dir()`, never inside the
-    dataset, which may be read-only) with a checksum of those files and its settings;
-    when either changes it is trained again. Training is deterministic for a given seed.
+    dataset, which may be read-only) with a checksum of those files and its settings; when
+    either changes it is trained again. Training is deterministic for a given seed and never
+    touches the global random state.
 
     Args:
-        dataset_root: Aligned dataset folder (`train/*.jpg`, A = photo, B = label map).
+        dataset_root: Dataset folder; A = photo, B = label map.
         dataset: `"facades"` or `"cityscapes"`; others have no label side (`ValueError`).
-        seed: Seed of the weights and the shuffling.
-        epochs: Passes over the photos and their mirror images.
+        seed: Seed of the weights, the shuffling and the jitter.
+        epochs: Passes over the jittered training photos.
         size: Side the segmenter works at; photos are resized to it.
+        filters: Width of its first block (doubling at each of 3 downsamplings).
         cache_dir: Folder of `segmenter.keras` and `segmenter.json`.
         verbose: `fit`'s progress bar.
 
@@ -144,106 +170,110 @@ def load_or_train_segmenter(
     """
     names = _labelled(dataset)[0]
     root = Path(dataset_root)
-    files = sorted(p for p in (root / "train").iterdir() if p.suffix.lower() in (".jpg", ".png"))
+    files = _split_files(root, "train")
     if not files:
-        raise FileNotFoundError(f"No training images in {root / 'train'}")
+        raise FileNotFoundError(f"No training images in {root / 'train'} or {root / 'A/train'}")
     digest = hashlib.sha256()
     for path in files:
-        digest.update(path.name.encode() + b"\0" + path.read_bytes())
+        digest.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes())
     default = project_dir() / "data" / ".fcn" / f"{dataset}-{digest.hexdigest()[:12]}"
     cache = Path(cache_dir) if cache_dir is not None else default
-    config = {"dataset": dataset, "seed": seed, "epochs": epochs, "size": size, "batch_size": 8}
+    config = {"dataset": dataset, "seed": seed, "epochs": epochs, "size": size}
+    config.update(filters=filters, batch_size=8, jitter=1.12, learning_rate=2e-3)
     record = {"checksum": digest.hexdigest(), "config": config, "keras": keras.__version__}
     with contextlib.suppress(OSError, ValueError):  # no cache yet, or an unreadable one
         if json.loads((cache / "segmenter.json").read_text()) == record:
             return keras.saving.load_model(cache / "segmenter.keras", compile=False)
-    photos, labels = load_labelled(files, dataset, size)
-    print(f"Training the FCN-score segmenter on {len(files)} photos of {root} (cached in {cache})")
-    keras.utils.set_random_seed(seed)
-    segmenter = _build_segmenter(len(names), size)
+    photos, labels = load_labelled(root, "train", dataset, round(size * 1.12))
+    labels += 1  # uint8 through `jitter`: Cityscapes void (-1) as 0
+    print(f"Training the FCN-score segmenter on {len(labels)} photos of {root} (cached in {cache})")
+    photos = tf.data.Dataset.from_tensor_slices((data.denormalize(photos), labels.astype(np.uint8)))
+    noise = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
+
+    def crop(pair, pair_seed):  # `jitter` crops pairs of 3-channel images: labels ride as one
+        photo, label = data.jitter(pair[0], tf.repeat(pair[1][..., None], 3, -1), pair_seed, size)
+        return data.normalize(photo), tf.cast(label[..., 0], tf.int32) - 1
+
+    photos = photos.shuffle(len(labels), seed=seed, reshuffle_each_iteration=True)
+    train = tf.data.Dataset.zip(photos, noise).map(crop, num_parallel_calls=tf.data.AUTOTUNE)
+    train = train.batch(8, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
+    segmenter = _build_segmenter(len(names), size, filters, seed)
+    steps = epochs * (len(labels) // 8)
+    rate = keras.optimizers.schedules.CosineDecay(2e-3, steps)
     loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True, ignore_class=-1)
-    segmenter.compile(optimizer=keras.optimizers.Adam(2e-3), loss=loss)
-    x, y = (np.concatenate([a, a[:, :, ::-1]]) for a in (photos, labels))  # + mirror images
-    segmenter.fit(x, y, batch_size=8, epochs=epochs, verbose=verbose)
-    with atomic_path(cache / "segmenter.keras") as tmp:
+    segmenter.compile(optimizer=keras.optimizers.Adam(rate), loss=loss)
+    segmenter.fit(train, epochs=epochs, verbose=verbose, shuffle=False)
+    with data.atomic_path(cache / "segmenter.keras") as tmp:
         segmenter.save(tmp)
-    with atomic_path(cache / "segmenter.json") as tmp:
+    with data.atomic_path(cache / "segmenter.json") as tmp:
         tmp.write_text(json.dumps(record, indent=1))
     return segmenter
 
 
-def load_labelled(files, dataset="facades", size=None):
-    """Photos (A, left half) and decoded label maps (B, right half) of aligned files.
+def load_labelled(root, split="test", dataset="facades", size=None):
+    """Photos (side A) and decoded label maps (side B) of a split, as `load_paired` reads them.
+
+    Label maps are decoded at the files' size, then resized by nearest pixel: a smooth resize
+    would blend two colours at a boundary into a third class.
 
     Args:
-        files: Aligned `A|B` image files.
+        root: Dataset folder, aligned or two-folder layout. split: e.g. `"test"`.
         dataset: Decides the palette (see `decode_labels`).
-        size: Resize both to `size x size` (photos smoothly, labels by nearest pixel);
-            `None` keeps the files' size.
+        size: Side of both results; `None` keeps the files' (square halves).
 
     Returns:
-        `(photos, labels)`: float32 `(N, H, W, 3)` in [-1, 1] and int32 `(N, H, W)`.
+        `(photos, labels)`: float32 `(N, size, size, 3)` in [-1, 1] and int32 `(N, size, size)`.
     """
-    photos, labels = [], []
-    for path in files:
-        image = read_rgb(path)
-        half = image.shape[1] // 2
-        photos.append(_resize(image[None, :, :half], size)[0])
-        label = image[None, :, half:]
-        if size is not None:
-            label = ops.image.resize(label, (size, size), interpolation="nearest")
-        labels.append(decode_labels(ops.convert_to_numpy(label).astype(np.uint8)[0], dataset))
-    return np.stack(photos), np.stack(labels)
+    photos, labels, native = [], [], data.read_rgb(_split_files(Path(root), split)[0]).shape[0]
+    for a, b in data.load_paired(root, split, image_size=native, training=False, batch_size=32):
+        hw = (size, size) if size else a.shape[1:3]
+        photos.append(data.normalize(data.resize(data.denormalize(a), hw)).numpy())
+        label = decode_labels(b.numpy(), dataset)[..., None]
+        labels.append(tf.image.resize(label, hw, method="nearest").numpy()[..., 0])
+    return np.concatenate(photos), np.concatenate(labels)
 
 
-def fcn_score(photos, label_maps, segmenter, num_classes=None):
+def fcn_score(photos, label_maps, segmenter, *, class_names=None):
     """The paper's FCN-score: how well `segmenter` recovers `label_maps` from `photos`.
 
-    As the paper's evaluation code: one confusion matrix over all pixels of all images, then
-    per-pixel accuracy, the mean over classes of per-class accuracy, and the mean class IoU
-    (classes neither in the labels nor predicted are skipped; label -1 is ignored).
+    As the paper's evaluation code: one confusion matrix over all pixels of all images
+    (label -1 ignored), then `metrics.get_scores` (classes absent from the labels count 0).
 
     Args:
         photos: `(N, H, W, 3)` generated (or real) photos, floats in [-1, 1] or uint8.
         label_maps: `(N, H', W')` class indices, e.g. from `decode_labels`.
         segmenter: From `load_or_train_segmenter`.
-        num_classes: Defaults to the segmenter's number of outputs.
+        class_names: Names of its classes: adds each class's `acc/NAME` and `iou/NAME`.
 
     Returns:
-        A dict of floats: `per_pixel_acc`, `per_class_acc`, `class_iou`.
+        A dict of floats: `per_pixel_acc`, `per_class_acc`, `class_iou` (means over classes).
 
     Example:
 
-    >>> photos, labels = load_labelled(sorted(Path("data/facades/test").glob("*.jpg")))
+    >>> photos, labels = load_labelled("data/facades", "test")
     >>> fcn_score(photos, labels, load_or_train_segmenter("data/facades"))["per_pixel_acc"]
     """
-    num_classes = num_classes or segmenter.output_shape[-1]
-    size = segmenter.input_shape[1]
+    num_classes, size = segmenter.output_shape[-1], segmenter.input_shape[1:3]
     labels = np.asarray(label_maps)
     confusion = np.zeros((num_classes, num_classes), np.int64)
     for start in range(0, len(labels), 16):
-        x = _resize(photos[start : start + 16], size)
+        x = np.asarray(photos[start : start + 16])
+        x = x if x.dtype == np.uint8 else data.denormalize(x)
+        x = data.normalize(data.resize(x, size) if x.shape[1:3] != tuple(size) else x)
         logits = ops.image.resize(segmenter(x, training=False), labels.shape[1:3])
         predicted = ops.convert_to_numpy(ops.argmax(logits, axis=-1)).ravel()
         truth = labels[start : start + 16].ravel()
         keep = (truth >= 0) & (truth < num_classes)
         pairs = truth[keep] * num_classes + predicted[keep]
         confusion += np.bincount(pairs, minlength=num_classes**2).reshape(confusion.shape)
-    hits = np.diag(confusion).astype(np.float64)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        per_class = hits / confusion.sum(1)
-        iou = hits / (confusion.sum(1) + confusion.sum(0) - hits)
-    return {
-        "per_pixel_acc": float(hits.sum() / max(confusion.sum(), 1)),
-        "per_class_acc": float(np.nanmean(per_class)),
-        "class_iou": float(np.nanmean(iou)),
-    }
+    accuracy, class_acc, iou = metrics.get_scores(confusion)
+    scores = {"per_pixel_acc": accuracy, "per_class_acc": class_acc.mean(), "class_iou": iou.mean()}
+    for name, acc, class_iou in zip(class_names or (), class_acc, iou, strict=False):
+        scores.update({f"acc/{name}": acc, f"iou/{name}": class_iou})
+    return {key: float(value) for key, value in scores.items()}
 
 
-def _resize(images, size):
-    images = np.asarray(images)
-    if images.dtype == np.uint8:
-        images = images / np.float32(127.5) - 1
-    if size is not None and images.shape[1:3] != (size, size):
-        images = ops.convert_to_numpy(ops.image.resize(images, (size, size), antialias=True))
-    return images.astype(np.float32)
+def _split_files(root, split):
+    """The image files of a split: `root/split/` (aligned) or `root/A|B/split/` (two-folder)."""
+    files = [p for side in ("", "A", "B") for p in sorted((root / side).glob(f"{split}/*"))]
+    return [path for path in files if path.suffix.lower() in data.IMAGE_EXTENSIONS]

@@ -1,5 +1,6 @@
 """Metrics against direct computation, baselines beside the scores, KID/FID offline, the job."""
 
+import inspect
 import json
 import shutil
 import sys
@@ -16,7 +17,9 @@ import p2p_keras
 from p2p_keras import metrics as m
 from p2p_keras.data import load_paired
 from p2p_keras.generator import build_unet_generator
+from p2p_keras.jobs import cli
 from p2p_keras.jobs import evaluate as ev
+from p2p_keras.jobs.cli import build_parser
 from p2p_keras.jobs.synthetic import make_synthetic_facades
 
 SIZE = 32
@@ -234,37 +237,39 @@ def test_fcn_scores_generated_mean_and_real_photos(images):
     assert rows["mean photo"]["per_pixel_acc"] == 1.0 and "class_iou" not in rows["input as output"]
 
 
-def test_fcn_scorer_decodes_the_inputs_and_says_why_it_is_missing(tmp_path, monkeypatch):
+def test_fcn_scorer_reads_the_label_maps_and_says_why_it_is_missing(tmp_path, monkeypatch):
     calls = {}
 
     def load_or_train_segmenter(root, dataset):
         calls["load"] = (root, dataset)
         return "model"
 
-    def decode_labels(images, dataset):
+    def load_labelled(root, split, dataset, size):
         if dataset != "facades":
             raise ValueError(f"{dataset!r} has no label side")
-        return images[..., 0] > 0
+        return None, np.ones((3, size, size), bool)
 
-    def fcn_score(photos, labels, model):
-        calls["score"] = (photos, labels, model)
+    def fcn_score(photos, labels, model, class_names):
+        calls["score"] = (photos, labels, model, class_names)
         return {"per_pixel_acc": 0.5}
 
     fake = types.SimpleNamespace(
         load_or_train_segmenter=load_or_train_segmenter,
-        decode_labels=decode_labels,
+        load_labelled=load_labelled,
         fcn_score=fcn_score,
+        class_names=lambda dataset: ("wall", "window"),
     )
     monkeypatch.setitem(sys.modules, "p2p_keras.segmenter", fake)
     monkeypatch.setattr(p2p_keras, "segmenter", fake, raising=False)
     inputs, unavailable = np.ones((2, 4, 4, 3)), {}
-    scorer = ev.fcn_scorer(tmp_path / "my_facades", inputs, unavailable)
+    scorer = ev.fcn_scorer(tmp_path / "my_facades", "test", inputs, unavailable)
     assert scorer("photos") == {"per_pixel_acc": 0.5} and unavailable == {}
     assert calls["load"] == (tmp_path / "my_facades", "facades")
-    assert calls["score"][0] == "photos" and calls["score"][1].all()
-    assert ev.fcn_scorer(tmp_path / "maps", inputs, unavailable) is None
+    assert calls["score"][0] == "photos" and calls["score"][1].shape == (2, 4, 4)
+    assert calls["score"][3] == ("wall", "window")
+    assert ev.fcn_scorer(tmp_path / "maps", "test", inputs, unavailable) is None
     assert "no FCN-score for maps: 'maps' has no label side" == unavailable["fcn"]
-    assert ev.fcn_scorer(tmp_path / "facades", inputs, unavailable, label_side=False) is None
+    assert ev.fcn_scorer(tmp_path / "facades", "val", inputs, unavailable, label_side=False) is None
     assert "label maps" in unavailable["fcn"]
 
 
@@ -273,7 +278,8 @@ def test_fcn_scorer_decodes_the_inputs_and_says_why_it_is_missing(tmp_path, monk
 
 def test_translate_split_refuses_an_empty_dataset(images):
     inputs, _, targets = images
-    halving = keras.Sequential([keras.Input((SIZE, SIZE, 3)), keras.layers.Rescaling(0.5)])
+    image = keras.Input((SIZE, SIZE, 3))
+    halving = keras.Model(image, keras.layers.Rescaling(0.5)(image))
     batches = [(inputs[i : i + 2], targets[i : i + 2]) for i in (0, 2, 4)]
     x, generated, y = ev.translate_split(halving, batches)
     np.testing.assert_array_equal(x, inputs)
@@ -299,6 +305,7 @@ def test_evaluate_scores_the_generator_beside_its_baselines(saved_generator, tmp
     root, model = saved_generator
     missing = str(tmp_path / "missing.h5")
     result = ev.evaluate(model, root, out=tmp_path / "eval", inception_weights=missing, fcn=False)
+    assert (result["dropout"], result["batch_stats"], result["seed"]) == (True, True, 0)
     assert (result["split"], result["direction"], result["n_images"]) == ("val", "BtoA", 4)
     assert list(result["rows"]) == ["generator", "mean photo", "input as output"]
     assert 0 < result["rows"]["generator"]["l1"] < 2 and "kid" not in result["rows"]["generator"]
@@ -307,7 +314,7 @@ def test_evaluate_scores_the_generator_beside_its_baselines(saved_generator, tmp
     assert saved["rows"]["mean photo"] == pytest.approx(result["rows"]["mean photo"])
     assert np.asarray(Image.open(tmp_path / "eval" / "samples.png")).shape == (4 * 64, 3 * 64, 3)
     table = ev.format_table(result)
-    for text in ("generator", "mean photo", "input as output", "kid unavailable", "dropout off"):
+    for text in ("generator", "mean photo", "input as output", "kid unavailable", "dropout on"):
         assert text in table
     assert f"{result['rows']['mean photo']['psnr']:.4f}" in table
 
@@ -334,3 +341,46 @@ def test_evaluate_in_the_paper_mode_falls_back_to_test(saved_generator, tmp_path
     assert "fcn" in result["unavailable"]  # "only_test" names no dataset with labels
     with pytest.raises(ValueError, match="unknown metrics"):
         ev.evaluate(model, only_test, metrics=("lpips",))
+
+
+def test_evaluate_is_seeded_and_the_command_defaults_to_the_same_mode(saved_generator):
+    root, model = saved_generator
+    first, again = (ev.evaluate(model, root, metrics=("l1",), fcn=False) for _ in range(2))
+    assert first["rows"] == again["rows"]  # identical, not approximately equal
+    other = ev.evaluate(model, root, metrics=("l1",), fcn=False, seed=1)
+    assert other["rows"]["generator"] != first["rows"]["generator"]  # dropout is on
+    defaults = inspect.signature(ev.evaluate).parameters
+    args = build_parser().parse_args(["evaluate", "--model", str(model)])
+    assert cli._test_time(args) == {k: defaults[k].default for k in ("dropout", "batch_stats")}
+    assert args.seed == defaults["seed"].default == 0
+
+
+def test_evaluate_reads_the_two_folder_layout_as_the_aligned_one(saved_generator, tmp_path):
+    root, model = saved_generator
+    two_folder = tmp_path / "two_folder"
+    for split in ("train", "val"):
+        for path in sorted((root / split).glob("*.jpg")):
+            pair = np.asarray(Image.open(path))
+            for side, half in (("A", pair[:, :64]), ("B", pair[:, 64:])):
+                (two_folder / side / split).mkdir(parents=True, exist_ok=True)
+                Image.fromarray(half).save(two_folder / side / split / f"{path.stem}.png")
+            (tmp_path / "aligned" / split).mkdir(parents=True, exist_ok=True)
+            Image.fromarray(pair).save(tmp_path / "aligned" / split / f"{path.stem}.png")
+    aligned, split_sides = (
+        ev.evaluate(model, folder, metrics=("l1", "psnr"), fcn=False)
+        for folder in (tmp_path / "aligned", two_folder)
+    )
+    assert (split_sides["split"], split_sides["n_images"]) == ("val", 4)  # not the test fallback
+    assert list(split_sides["rows"]) == ["generator", "mean photo", "input as output"]
+    assert split_sides["rows"] == aligned["rows"]
+
+
+def test_the_per_class_table_lists_each_class_of_each_row():
+    row = {"per_pixel_acc": 0.5, "acc/wall": 0.75, "iou/wall": 0.5, "acc/sky": 0.25, "iou/sky": 0}
+    result = {"n_images": 2, "data": "d", "split": "test", "direction": "BtoA", "dropout": True}
+    result.update(batch_stats=True, unavailable={}, rows={"generator": row, "real photos": row})
+    short, table = ev.format_table(result), ev.format_table(result, per_class=True)
+    assert "wall" not in short and "per_pixel_acc" in short
+    lines = table.splitlines()
+    assert lines[-2].split() == ["wall", "0.5000", "0.7500", "0.5000", "0.7500"]
+    assert lines[-1].split() == ["sky", "0.0000", "0.2500", "0.0000", "0.2500"]

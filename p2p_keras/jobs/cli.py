@@ -63,10 +63,10 @@ def _translate(args):
 def _evaluate(args):
     from p2p_keras.jobs.evaluate import evaluate, format_table
 
-    settings = {key: getattr(args, key) for key in ("out", "direction", "data_dir", "max_images")}
-    weights = {"inception_weights": args.inception_weights}
-    result = evaluate(args.model, args.data, args.split, **settings, **weights, **_test_time(args))
-    print(format_table(result))
+    keys = ("out", "direction", "data_dir", "max_images", "seed", "inception_weights")
+    settings = {key: getattr(args, key) for key in keys}
+    result = evaluate(args.model, args.data, args.split, **settings, **_test_time(args))
+    print(format_table(result, per_class=args.per_class))
     return 0
 
 
@@ -173,17 +173,21 @@ def build_parser():
     sub = command(
         "evaluate",
         _evaluate,
-        "score a generator (L1, PSNR, SSIM, KID, FID) beside baselines",
-        "Score a generator on a split and print the table; with --out, write metrics.json and "
-        "samples.png (input | output | target). KID and FID need InceptionV3 ImageNet weights "
-        "(downloaded by Keras, or --inception-weights FILE); without them they are reported "
-        "unavailable.",
+        "score a generator (L1, PSNR, SSIM, KID, FID, FCN-score) beside baselines",
+        "Score a generator on a split beside the mean photo, the input as output and (FCN-score) "
+        "the real photos, in the paper's test-time mode by default, seeded: the same command "
+        "twice prints the same numbers. With --out, write metrics.json (every class's FCN-score "
+        "too) and samples.png (input | output | target). KID and FID need InceptionV3 ImageNet "
+        "weights (downloaded by Keras, or --inception-weights FILE); without them they are "
+        "reported unavailable.",
     )
     sub.add_argument("--model", required=True, help="generator.keras or pix2pix.keras")
     sub.add_argument("--split", default="val", help="split to score (default val, else test)")
     sub.add_argument("--out", help="folder for metrics.json and samples.png")
     sub.add_argument("--inception-weights", default="imagenet", help="local .h5 file")
     sub.add_argument("--max-images", type=int)
+    sub.add_argument("--seed", type=int, default=0, help="seed of the dropout noise (default 0)")
+    sub.add_argument("--per-class", action="store_true", help="print each class's FCN-score")
     add_arguments(sub, only=("data", "direction", "data_dir"))
     _add_test_time_options(sub)
 

@@ -17,12 +17,19 @@ from p2p_keras.inference import generate, load_generator, model_info
 METRICS = ("l1", "psnr", "ssim", "kid", "fid")
 
 
-def translate_split(generator, dataset, *, dropout=False, batch_stats=False):
-    """Translates ``(input, target)`` batches; returns ``(inputs, generated, targets)`` arrays."""
+def translate_split(generator, dataset, *, dropout=True, batch_stats=True, seed=0):
+    """Translates ``(input, target)`` batches; returns ``(inputs, generated, targets)`` arrays.
+
+    Batch `i` draws its dropout noise from ``seed + 100 * i`` (`generate` adds one per dropout
+    layer): the same call twice gives the same images. `seed=None` draws fresh noise."""
     batches = [(np.asarray(x, np.float32), np.asarray(y, np.float32)) for x, y in dataset]
     if not batches:
         raise ValueError("the dataset yielded no images to evaluate")
-    outputs = [generate(generator, x, dropout=dropout, batch_stats=batch_stats) for x, _ in batches]
+    mode = {"dropout": dropout, "batch_stats": batch_stats}
+    outputs = [
+        generate(generator, x, **mode, seed=None if seed is None else seed + 100 * i)
+        for i, (x, _) in enumerate(batches)
+    ]
     inputs, targets = (np.concatenate(arrays) for arrays in zip(*batches, strict=True))
     return inputs, np.concatenate(outputs).astype(np.float32), targets
 
@@ -71,8 +78,9 @@ def evaluate(
     data=None,
     split="val",
     *,
-    dropout=False,
-    batch_stats=False,
+    dropout=True,
+    batch_stats=True,
+    seed=0,
     out=None,
     direction=None,
     data_dir=None,
@@ -89,13 +97,15 @@ def evaluate(
         generator_or_path: a generator `keras.Model` or a ``generator.keras``/``pix2pix.keras``.
         data, data_dir: see `p2p_keras.jobs.datasets.resolve_dataset`.
         split: the split to score; "val" falls back to "test" where there is none.
-        dropout, batch_stats: the test-time mode (see `p2p_keras.inference.generate`); with
-            `batch_stats` images go one at a time (the paper's protocol).
+        dropout, batch_stats: the test-time mode (see `p2p_keras.inference.generate`), the
+            paper's by default; with `batch_stats` images go one at a time, as there.
+        seed: of the dropout noise (see `translate_split`).
         out: folder for ``metrics.json`` and ``samples.png`` (input | output | target).
         direction: default the run's ``config.json`` beside the model, else the dataset's.
         metrics: see `score`; KID and FID need InceptionV3's `inception_weights` ("imagenet"
             or a local file), else they are "unavailable", as anything missing is.
-        max_images: score at most this many. fcn: add the FCN-score where there are labels.
+        max_images: score at most this many. fcn: add the FCN-score where there are labels,
+            with each class's accuracy and IoU (``acc/NAME``, ``iou/NAME``).
 
     Example:
     >>> print(format_table(evaluate("runs/pix2pix/generator.keras", "facades", "test")))
@@ -111,12 +121,13 @@ def evaluate(
     root, unavailable, features, scorer = pathlib.Path(root), {}, None, None
     direction = direction or _trained_direction(path) or natural or "AtoB"
     options = {"direction": direction, "image_size": generator.input_shape[1:3]}
-    split = "test" if split == "val" and not (root / "val").is_dir() else split
+    split = "test" if split == "val" and not _has_split(root, "val") else split
     batch_size = 1 if batch_stats else 8
     dataset = load_paired(root, split, training=False, batch_size=batch_size, **options)
     dataset = dataset.unbatch().take(max_images or -1).batch(batch_size)
-    images = translate_split(generator, dataset, dropout=dropout, batch_stats=batch_stats)
-    mean = mean_photo(root, batch_size=16, **options) if (root / "train").is_dir() else None
+    mode = {"dropout": dropout, "batch_stats": batch_stats, "seed": seed}
+    images = translate_split(generator, dataset, **mode)
+    mean = mean_photo(root, batch_size=16, **options) if _has_split(root, "train") else None
     if mean is None:
         unavailable["mean photo"] = f"{root} has no train split"
     if {"kid", "fid"} & set(metrics):
@@ -125,10 +136,10 @@ def evaluate(
         except RuntimeError as error:
             unavailable.update(kid=str(error), fid=str(error))
     if fcn:
-        scorer = fcn_scorer(root, images[0], unavailable, label_side=direction == natural)
+        scorer = fcn_scorer(root, split, images[0], unavailable, label_side=direction == natural)
     result = {
         **{"model": str(path or generator.name), "data": str(root), "split": split, **options},
-        **{"n_images": len(images[0]), "dropout": dropout, "batch_stats": batch_stats},
+        **{"n_images": len(images[0]), **mode},
         "rows": score(*images, metrics=pixel, mean=mean, features=features, fcn=scorer),
         "unavailable": unavailable,
     }
@@ -140,35 +151,40 @@ def evaluate(
     return result
 
 
-def fcn_scorer(root, inputs, unavailable, *, label_side=True):
-    """photos -> FCN-scores against `inputs` as label maps (`p2p_keras.segmenter`), or None.
+def fcn_scorer(root, split, inputs, unavailable, *, label_side=True):
+    """photos -> FCN-scores against the label maps of `inputs` (`p2p_keras.segmenter`), or None.
 
     The dataset is "facades" or "cityscapes" as in the folder's name; `label_side`: the inputs
-    are label maps. Where there is no FCN-score, `unavailable["fcn"]` says why."""
+    are label maps, the first of `split`'s, read again (`load_labelled`: resized by nearest
+    pixel, not blended). Where there is no FCN-score, `unavailable["fcn"]` says why."""
     name = next((name for name in ("facades", "cityscapes") if name in root.name), root.name)
     try:
         from p2p_keras import segmenter
 
         if not label_side:
             raise ValueError("the inputs are not its label maps: evaluate its usual direction")
-        labels = segmenter.decode_labels(inputs, name)
+        labels = segmenter.load_labelled(root, split, name, inputs.shape[1])[1][: len(inputs)]
         model = segmenter.load_or_train_segmenter(root, dataset=name)
     except (ImportError, ValueError, FileNotFoundError) as error:
         unavailable["fcn"] = f"no FCN-score for {root.name}: {error}"
         return None
-    return lambda photos: segmenter.fcn_score(photos, labels, model)
+    names = segmenter.class_names(name)
+    return lambda photos: segmenter.fcn_score(photos, labels, model, class_names=names)
+
+
+def _has_split(root, split):
+    return (root / split).is_dir() or (root / "A" / split).is_dir()
 
 
 def _trained_direction(model_path):
+    """The direction recorded in a model file, else in its run's config.json, else None."""
     if model_path is None:
         return None
-    if model_info(model_path).get("direction"):
-        return model_info(model_path)["direction"]
     try:
         config = json.loads(pathlib.Path(model_path).with_name("config.json").read_text())
     except (TypeError, OSError, ValueError):
-        return None
-    return config.get("direction")
+        config = {}
+    return model_info(model_path).get("direction") or config.get("direction")
 
 
 def sample_grid(inputs, generated, targets, rows=4):
@@ -178,9 +194,12 @@ def sample_grid(inputs, generated, targets, rows=4):
     return np.concatenate(np.concatenate(columns, axis=2), axis=0)
 
 
-def format_table(result):
-    """The result of `evaluate` as a text table: one row per prediction, one column per metric."""
-    names = list(dict.fromkeys(k for r in result["rows"].values() for k in r if k != "kid_std"))
+def format_table(result, per_class=False):
+    """The result of `evaluate` as a text table: one row per prediction, one column per metric.
+
+    `per_class` adds the FCN-score of each class: its IoU and accuracy in each row."""
+    keys = dict.fromkeys(k for r in result["rows"].values() for k in r if k != "kid_std")
+    names = [k for k in keys if "/" not in k]
     lines = [
         f"{result['n_images']} images of {result['data']} ({result['split']}), "
         f"{result['direction']}, dropout {'on' if result['dropout'] else 'off'}, batch norm with "
@@ -190,5 +209,12 @@ def format_table(result):
     for row, values in result["rows"].items():
         cells = (f"{values[k]:14.4f}" if k in values else f"{'-':>14}" for k in names)
         lines.append(f"{row:<16}" + "".join(cells))
+    classes = [k[4:] for k in keys if k.startswith("iou/") and per_class]
+    rows = {row: v for row, v in result["rows"].items() if classes and "iou/" + classes[0] in v}
+    if classes:
+        lines.append(f"{'IoU | acc.':<16}" + "".join(f"{row:>28}" for row in rows))
+    for name in classes:
+        cells = (f"{v['iou/' + name]:14.4f}{v['acc/' + name]:14.4f}" for v in rows.values())
+        lines.append(f"{name:<16}" + "".join(cells))
     lines += [f"{what} unavailable: {why}" for what, why in result["unavailable"].items()]
     return "\n".join(lines)

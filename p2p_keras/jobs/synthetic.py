@@ -17,25 +17,8 @@ from PIL import Image
 
 from p2p_keras import project_dir
 from p2p_keras.data import atomic_path
+from p2p_keras.segmenter import CLASS_NAMES, CMP_PALETTE, PALETTE_ARRAY  # noqa: F401
 
-# Label colours of the pix2pix `facades` label maps, measured from the real data as the dominant
-# colours of flat label regions (samples of a jet-like colormap, in CMP class-index order).
-CMP_PALETTE = (
-    ("background", (0, 0, 222)),
-    ("facade", (0, 48, 255)),
-    ("window", (0, 128, 255)),
-    ("door", (0, 207, 255)),
-    ("cornice", (32, 255, 224)),
-    ("sill", (112, 254, 142)),
-    ("balcony", (192, 255, 63)),
-    ("blind", (255, 240, 1)),
-    ("deco", (255, 159, 0)),
-    ("molding", (255, 80, 0)),
-    ("pillar", (254, 0, 0)),
-    ("shop", (174, 0, 0)),
-)
-CLASS_NAMES = tuple(name for name, _ in CMP_PALETTE)
-PALETTE_ARRAY = np.array([rgb for _, rgb in CMP_PALETTE], dtype=np.uint8)
 BACKGROUND, FACADE, WINDOW, DOOR, CORNICE, SILL, BALCONY, BLIND, DECO, MOLDING, PILLAR, SHOP = (
     range(12)
 )
