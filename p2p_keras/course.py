@@ -16,6 +16,15 @@ from p2p_keras import project_dir
 
 REPO_URL = "https://github.com/p2p-keras/p2p_keras"
 BRANCH = "main"
+# The showcase run (results/facades_128/README.md): file -> sha256 of the committed file.
+SHOWCASE = "results/facades_128"
+SHOWCASE_FILES = {
+    "generator.keras": "0" * 64,
+    "discriminator.keras": "0" * 64,
+    "early/generator.keras": "0" * 64,
+    "history.csv": "0" * 64,
+}
+CPU_BUDGET_S = 30 * 60  # full mode refuses a longer run on a machine without a GPU
 
 SETUP_CELL = f"""\
 # Setup: on Colab (or anywhere p2p_keras is missing) install the package from the repository;
@@ -58,7 +67,7 @@ def pick_mode(requested=None):
         if requested not in ("quick", "full"):
             raise ValueError(f'MODE must be "quick", "full" or None, not {requested!r}')
         return requested
-    from p2p_keras.optimizers import has_gpu  # the backend-aware check
+    from p2p_keras.precision import has_gpu  # the backend-aware check
 
     return "full" if has_gpu() else "quick"
 
@@ -77,6 +86,64 @@ def runs_dir(name, drive=False):
 
         return Path("/content/drive/MyDrive/p2p_keras/runs") / name
     return project_dir() / "runs" / name
+
+
+def showcase(name="generator.keras"):
+    """A file of the showcase run: the repository's copy, else downloaded and checked.
+
+    Where the repository's ``results/`` is missing (Colab, a pip install) the file is downloaded
+    from `REPO_URL` with `keras.utils.get_file` into the Keras cache and its sha256 checked.
+
+    Args:
+        name: a key of `SHOWCASE_FILES`.
+
+    Returns:
+        The file's path.
+    """
+    from pathlib import Path
+
+    local = project_dir() / SHOWCASE / name
+    if local.is_file():
+        return local
+    import keras
+
+    url = f"{REPO_URL}/raw/{BRANCH}/{SHOWCASE}/{name}"
+    fname, sha256 = "facades_128_" + name.replace("/", "_"), SHOWCASE_FILES[name]
+    return Path(keras.utils.get_file(fname, url, file_hash=sha256, cache_subdir="p2p_keras"))
+
+
+def check_budget(options, steps, *, force=False):
+    """Estimates a training run on this machine; refuses a long one on a CPU unless `force`.
+
+    The estimate times a few `fit` steps of the same networks (`p2p_keras.jobs.bench`) and is
+    printed. Without a GPU a run estimated over `CPU_BUDGET_S` raises instead of starting.
+
+    Args:
+        options: the run's `TrainOptions`.
+        steps: the run's total training steps.
+        force: start it anyway.
+
+    Returns:
+        The estimate in seconds, or None on a GPU (nothing is measured there).
+    """
+    from p2p_keras.jobs import bench
+    from p2p_keras.precision import has_gpu
+
+    if has_gpu():
+        return None
+    result = bench.run_benchmark(options, modes=("fit",), steps=3, warmup=2)["results"][0]
+    if "error" in result:
+        raise RuntimeError(f"could not time the run: {result['error']}")
+    seconds = result["s_per_step"] * steps
+    per_step = result["s_per_step"]
+    print(f"estimate on this CPU: {steps:,} steps x {per_step:.3f} s = {seconds / 60:.1f} min")
+    if seconds > CPU_BUDGET_S and not force:
+        raise RuntimeError(
+            f"this run would take about {seconds / 60:.0f} minutes on a CPU (no GPU found), more "
+            f"than the {CPU_BUDGET_S // 60} allowed: use a GPU (Colab: Runtime > Change runtime "
+            "type), shrink the budget knobs, or set FORCE = True in the parameters cell"
+        )
+    return seconds
 
 
 def real_facades():
