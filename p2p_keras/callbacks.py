@@ -17,31 +17,37 @@ def all_finite(logs):
     return all(bool(keras.ops.all(keras.ops.isfinite(v))) for v in (logs or {}).values())
 
 
-def sample_grid(inputs, generated, targets):
-    """A uint8 grid of (N, H, W, C) images in [-1, 1]: rows of input | generated | target."""
-    return denormalize(np.concatenate(np.concatenate([inputs, generated, targets], axis=2)))
+def sample_grid(*columns):
+    """A uint8 grid of (N, H, W, C) image batches in [-1, 1], one per column, one row per image.
+
+    Example:
+    >>> grid = sample_grid(inputs, generated, targets)  # rows of input | generated | target
+    """
+    return denormalize(np.concatenate(np.concatenate(columns, axis=2)))
 
 
 class SampleGrid(keras.callbacks.Callback):
     """Translates fixed pairs every `every` epochs (and the last) into a `sample_grid`.
 
-    Grids go to ``out_dir/epoch_NNN.png``, TensorBoard (`log_dir`) and, with `show`, a notebook.
-    `modes` are `generate`'s; their `seed` (default 0), not the training noise, draws dropout,
-    so the grids leave training (and resuming) exactly as it was. Example:
-    ``model.fit(train_ds, epochs=10, callbacks=[SampleGrid(x[:4], y[:4], out_dir="samples")])``
+    Grids go to ``out_dir/epoch_NNN.png`` and TensorBoard (`log_dir`); the latest is
+    ``last_grid``. They are made in the paper's test-time mode with dropout drawn from seed 0,
+    not from the training noise, so they leave training (and resuming) exactly as it was.
+
+    Example:
+    >>> model.fit(train_ds, epochs=10, callbacks=[SampleGrid(x[:4], y[:4], out_dir="samples")])
     """
 
-    def __init__(self, inputs, targets, out_dir=None, log_dir=None, show=False, every=1, **modes):
+    def __init__(self, inputs, targets, out_dir=None, log_dir=None, every=1):
         super().__init__()
         self.inputs, self.targets = np.asarray(inputs), np.asarray(targets)
-        self.out_dir, self.log_dir, self.show, self.every = out_dir, log_dir, show, every
-        self.modes, self.last_grid, self._writer = {"seed": 0, **modes}, None, None
+        self.out_dir, self.log_dir, self.every = out_dir, log_dir, every
+        self.last_grid, self._writer = None, None
 
     def on_epoch_end(self, epoch, logs=None):
         last = epoch + 1 == self.params.get("epochs")
         if (epoch + 1) % self.every and not last or not all_finite(logs):
             return
-        generated = generate(self.model.generator, self.inputs, **self.modes)
+        generated = generate(self.model.generator, self.inputs, seed=0)
         self.last_grid = sample_grid(self.inputs, generated, self.targets)
         if self.out_dir is not None:
             save_image(self.last_grid, pathlib.Path(self.out_dir) / f"epoch_{epoch + 1:03d}.png")
@@ -51,10 +57,6 @@ class SampleGrid(keras.callbacks.Callback):
             self._writer = self._writer or tf.summary.create_file_writer(str(self.log_dir))
             with self._writer.as_default():
                 tf.summary.image("samples", self.last_grid[None], step=epoch + 1)
-        if self.show:
-            from IPython.display import display
-
-            display(keras.utils.array_to_img(self.last_grid))
 
 
 class LinearDecay(keras.callbacks.Callback):

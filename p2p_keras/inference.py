@@ -6,10 +6,9 @@ code without ``--eval`` and the TF tutorial's ``training=True`` do). `generate` 
 switches explicit.
 """
 
-import functools
 import json
 import pathlib
-import weakref
+import random
 import zipfile
 
 import keras
@@ -18,39 +17,19 @@ from keras import layers
 from PIL import Image
 
 from p2p_keras.data import atomic_path, denormalize, normalize, read_rgb, resize, split_pair
-from p2p_keras.optimizers import as_float32
-
-_VIEWS = weakref.WeakKeyDictionary()  # generator -> {(dropout, batch_stats): test-time view}
 
 
 def seed_states(model):
-    """The state variables of the `keras.random.SeedGenerator`s inside `model` (dropout's)."""
-    found, stack, seen = set(), [model], {id(model)}
-    while stack:
-        for value in vars(stack.pop()).values():
-            for item in value if isinstance(value, list | tuple) else (value,):
-                if isinstance(item, keras.random.SeedGenerator):
-                    found.add(id(item.state))
-                elif isinstance(item, layers.Layer) and id(item) not in seen:
-                    seen.add(id(item))
-                    stack.append(item)
-    return [v for v in model.non_trainable_variables if id(v) in found]
-
-
-def _call_in_mode(layer, *args, dropout, batch_stats, **kwargs):
-    if isinstance(layer, layers.Dropout):
-        kwargs["training"] = dropout
-    elif isinstance(layer, layers.BatchNormalization):
-        kwargs["training"] = batch_stats
-    return layer(*args, **kwargs)
+    """The random state of the dropout layers in `model`: their `SeedGenerator`s' variables."""
+    return [v for v in model.non_trainable_variables if v.name == "seed_generator_state"]
 
 
 def generate(generator, images, *, dropout=True, batch_stats=True, seed=None):
     """Runs the generator in the test-time mode chosen explicitly, without changing the model.
 
-    A cached functional view shares the generator's layers and sets `training` per layer; it
-    runs in a `keras.StatelessScope`, so the moving averages and the random state of the
-    training noise are neither used nor updated: calling this during `fit` changes nothing.
+    The generator's own layers run with `training` set per layer, through `stateless_call`:
+    the moving averages and the random state of the training noise are neither used nor
+    updated, so calling this during `fit` changes nothing.
 
     Args:
         generator: a functional generator `keras.Model`.
@@ -64,20 +43,22 @@ def generate(generator, images, *, dropout=True, batch_stats=True, seed=None):
         A numpy array in [-1, 1]. ``dropout=False, batch_stats=False`` is Keras' inference,
         ``generator(images, training=False)``.
     """
-    if not dropout and not batch_stats:
-        return keras.ops.convert_to_numpy(generator(images, training=False))
-    views = _VIEWS.setdefault(generator, {})
-    if (dropout, batch_stats) not in views:
-        mode = functools.partial(_call_in_mode, dropout=dropout, batch_stats=batch_stats)
-        views[dropout, batch_stats] = keras.models.clone_model(
-            generator, clone_function=lambda layer: layer, call_function=mode
-        )
-    noise = [
-        (state, keras.random.SeedGenerator(None if seed is None else seed + i).state.value)
-        for i, state in enumerate(seed_states(generator))
-    ]
-    with keras.StatelessScope(state_mapping=noise):  # variable updates are dropped at exit
-        return keras.ops.convert_to_numpy(views[dropout, batch_stats](images))
+
+    def call(layer, *args, **kwargs):
+        if isinstance(layer, layers.Dropout):
+            kwargs["training"] = dropout
+        elif isinstance(layer, layers.BatchNormalization):
+            kwargs["training"] = batch_stats
+        return layer(*args, **kwargs)
+
+    # The generator's own layers (not copies), each called in its test-time mode.
+    view = keras.models.clone_model(generator, clone_function=lambda x: x, call_function=call)
+    seed = random.randrange(2**31) if seed is None else seed
+    # The view holds the generator's variables; each dropout layer gets a seeded random state.
+    noise = {id(v): [seed + i, 0] for i, v in enumerate(seed_states(generator))}
+    state = [noise.get(id(v), v.value) for v in view.non_trainable_variables]
+    outputs, _ = view.stateless_call(view.trainable_variables, state, images)
+    return keras.ops.convert_to_numpy(outputs)
 
 
 def translate(generator, image, **modes):
@@ -161,7 +142,7 @@ class ModelFileError(ValueError):
 def load_generator(path, float32=True):
     """Loads a generator (or a whole `Pix2Pix` model's generator) from a ``.keras`` file.
 
-    Safe mode is on. `float32` rebuilds a mixed-precision generator in float32 (`as_float32`).
+    Safe mode is on. `float32` rebuilds a mixed-precision generator in float32 (`with_dtype`).
 
     Raises:
         ModelFileError: the file is missing, not a Keras model, or not an image-to-image
@@ -183,7 +164,22 @@ def load_generator(path, float32=True):
             f"{path}: holds a model {model.name!r} with input {model.input_shape} and output "
             f"{model.output_shape}; expected an image-to-image generator"
         )
-    return as_float32(model) if float32 else model
+    return with_dtype(model, "float32") if float32 else model
+
+
+def with_dtype(model, dtype):
+    """`model` if every layer computes in `dtype`, else a copy that does, with the same weights.
+
+    Example:
+    >>> save_model(with_dtype(generator, "float16"), "generator.keras")  # half the file
+    """
+    if all(layer.dtype_policy.name == dtype for layer in model.layers):
+        return model
+    copy = keras.models.clone_model(
+        model, clone_function=lambda x: x.__class__.from_config({**x.get_config(), "dtype": dtype})
+    )
+    copy.set_weights(model.get_weights())  # cast to the copy's variables' dtype
+    return copy
 
 
 # Our names for the formats of Keras' `Model.export`.
@@ -216,7 +212,7 @@ def export(generator, path, format="onnx"):
     """
     if format not in FORMATS:
         raise ValueError(f"format must be one of {sorted(FORMATS)}, got {format!r}")
-    path, model = pathlib.Path(path), as_float32(generator)
+    path, model = pathlib.Path(path), with_dtype(generator, "float32")
     model(np.zeros((1, *model.input_shape[1:]), "float32"))  # Keras exports called models only
     with atomic_path(path) as temporary:
         model.export(str(temporary), format=FORMATS[format], verbose=False)

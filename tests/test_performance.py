@@ -15,9 +15,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from p2p_keras import optimizers
+from p2p_keras import precision
 from p2p_keras.jobs.train import build_pix2pix
-from p2p_keras.optimizers import FusedAdam, dtype_policy, resolve_precision
+from p2p_keras.optimizers import FusedAdam
+from p2p_keras.precision import resolve_precision
 
 SIZE = 32  # a 5-level U-Net
 
@@ -190,14 +191,14 @@ def test_mirrored_strategy_on_two_cpus_matches_single_device_fit():
 
 
 def test_resolve_precision_picks_bfloat16_only_on_cpus_that_have_it(monkeypatch):
-    model, flags = optimizers.cpu_info()
+    model, flags = precision.cpu_info()
     assert isinstance(model, str) and model and isinstance(flags, set)
-    monkeypatch.setattr(optimizers, "has_gpu", lambda: False)
-    monkeypatch.setattr(optimizers, "cpu_info", lambda: ("cpu", {"avx2", "avx512_bf16"}))
+    monkeypatch.setattr(precision, "has_gpu", lambda: False)
+    monkeypatch.setattr(precision, "cpu_info", lambda: ("cpu", {"avx2", "avx512_bf16"}))
     assert resolve_precision("auto") == "mixed_bfloat16"
-    monkeypatch.setattr(optimizers, "cpu_info", lambda: ("cpu", {"avx2", "avx512f"}))
+    monkeypatch.setattr(precision, "cpu_info", lambda: ("cpu", {"avx2", "avx512f"}))
     assert resolve_precision("auto") == "float32"
-    monkeypatch.setattr(optimizers, "has_gpu", lambda: True)
+    monkeypatch.setattr(precision, "has_gpu", lambda: True)
     assert resolve_precision("auto") == "mixed_float16"
     assert resolve_precision("float32") == "float32"
     assert resolve_precision(None) == "float32"  # the global policy
@@ -221,9 +222,8 @@ def test_build_pix2pix_precision_leaves_the_global_policy_alone():
     assert isinstance(half.generator_optimizer, keras.optimizers.LossScaleOptimizer)
     assert isinstance(half.discriminator_optimizer, keras.optimizers.LossScaleOptimizer)
 
-    with pytest.raises(RuntimeError), dtype_policy("mixed_float16"):
-        assert keras.config.dtype_policy().name == "mixed_float16"
-        raise RuntimeError
+    with pytest.raises(ValueError, match="patch_size"):  # a failed build restores it too
+        tiny_model(precision="mixed_float16", patch_size=3)
     assert keras.config.dtype_policy().name == "float32"
 
 

@@ -62,7 +62,7 @@ def run_benchmark(options=None, modes=MODES, backends=(), *, steps=10, warmup=3)
     """
     if unknown := [mode for mode in modes if mode not in MODES]:
         raise ValueError(f"unknown mode(s) {unknown}; choose from {MODES}")
-    from p2p_keras.optimizers import cpu_info
+    from p2p_keras.precision import cpu_info
 
     cpu, flags = cpu_info()
     flags = " ".join(f for f in ("avx2", "avx512f", "avx512_bf16", "amx_bf16") if f in flags)
@@ -210,7 +210,8 @@ def _fit(config, options, tick, steps):
     import keras
     import tensorflow as tf
 
-    from p2p_keras.optimizers import default_optimizer, has_gpu
+    from p2p_keras.optimizers import default_optimizer
+    from p2p_keras.precision import has_gpu
 
     mode = config["mode"]
     precision = ("mixed_float16" if has_gpu() else "mixed_bfloat16") if mode == "mixed" else None

@@ -6,7 +6,6 @@ epoch), ``pix2pix.keras`` (both networks and optimizers), ``samples/epoch_NNN.pn
 import contextlib
 import dataclasses
 import functools
-import itertools
 import json
 import pathlib
 import warnings
@@ -22,7 +21,8 @@ from p2p_keras.generator import build_unet_generator
 from p2p_keras.inference import load_generator, save_model
 from p2p_keras.jobs.options import TrainOptions
 from p2p_keras.model import Pix2Pix
-from p2p_keras.optimizers import default_optimizer, dtype_policy, resolve_precision
+from p2p_keras.optimizers import default_optimizer
+from p2p_keras.precision import resolve_precision
 
 
 class RunExistsError(FileExistsError):
@@ -51,12 +51,16 @@ def build_pix2pix(image_size=256, channels=3, *, filters=64, precision=None, **o
     size = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
     shape, norm = (*size, channels), options.pop("norm", "batch")
     d_options = {k: options.pop(k) for k in ("patch_size", "conditional") if k in options}
-    with dtype_policy(resolve_precision(precision)):
+    previous = keras.config.dtype_policy()  # the layers built here take the global policy
+    keras.config.set_dtype_policy(resolve_precision(precision))
+    try:
         generator = build_unet_generator(shape, channels, filters=filters, norm=norm, **options)
         discriminator = build_patchgan_discriminator(
             shape, channels, filters=filters, norm=norm, **d_options
         )
-        return Pix2Pix(generator, discriminator, name="pix2pix")
+    finally:
+        keras.config.set_dtype_policy(previous)
+    return Pix2Pix(generator, discriminator, name="pix2pix")
 
 
 def train(data=None, out=None, *, strategy=None, callbacks=(), **fields):
@@ -108,29 +112,29 @@ def train(data=None, out=None, *, strategy=None, callbacks=(), **fields):
     load_train = functools.partial(
         load_paired, root, "train", load_size=options.load_size, seed=options.seed, **common
     )
-    # A new pipeline for each use: a second iterator over one pipeline reshuffles and re-jitters,
-    # so a resumed run's batch k would differ from an uninterrupted run's.
     train_ds = load_train()
-    pipelines = itertools.chain([train_ds], iter(load_train, None))
     steps = options.steps_per_epoch or int(train_ds.cardinality())
     options = dataclasses.replace(options, steps_per_epoch=steps)
     val_ds = _validation_split(root, common)
 
     scope, replicas = _distribute(options, strategy)
     with scope:  # built, restored and trained inside it
-        return _train(options, out, pipelines, val_ds, replicas, callbacks)
+        return _train(options, out, train_ds, load_train, val_ds, replicas, callbacks)
 
 
-def _train(options, out, pipelines, val_ds, replicas, callbacks):
+def _train(options, out, train_ds, load_train, val_ds, replicas, callbacks):
     backup_dir, steps = out / "backup", options.steps_per_epoch
     model = build_pix2pix(options.image_size, **_pick(options, _BUILD_OPTIONS))
-    optimizers = [default_optimizer(options.learning_rate) for _ in "GD"]
-    model.compile(*optimizers, **_pick(options, _COMPILE_OPTIONS))
+    model.compile(
+        default_optimizer(options.learning_rate),
+        default_optimizer(options.learning_rate),
+        **_pick(options, _COMPILE_OPTIONS),
+    )
     if options.init_generator:
         _init_generator(model.generator, options.init_generator)
     state = cbs.StepBackup.restore(model, backup_dir) if options.resume else None
     state = state or {"epoch": 0, "step_in_epoch": 0, "global_step": 0}
-    sample_source = val_ds if val_ds is not None else next(pipelines)
+    sample_source = val_ds if val_ds is not None else load_train()
     inputs, targets = next(iter(sample_source.unbatch().batch(options.samples).take(1)))
     backup = cbs.StepBackup(backup_dir, options.backup_every, state["global_step"])
     guard = cbs.StopOnNonFinite(f"The last good backup: {backup_dir}. --resume with a lower --lr")
@@ -147,24 +151,29 @@ def _train(options, out, pipelines, val_ds, replicas, callbacks):
         keras.callbacks.TensorBoard(str(out / "logs"), write_graph=False),
         *callbacks,
     ]
-    fit = functools.partial(
-        model.fit, validation_data=val_ds, validation_steps=options.validation_steps,
-        callbacks=run_callbacks, shuffle=False, verbose=options.verbose,
-    )  # fmt: skip
     with atomic_path(out / "config.json") as temporary:
         config = {**dataclasses.asdict(options), "replicas": replicas}
         temporary.write_text(json.dumps(config, indent=2) + "\n")
-    # The rest of an interrupted epoch first, then whole epochs.
+
+    def fit_epochs(dataset, first, last, steps_per_epoch):
+        # Each fit() reads its pipeline as one endless stream: with a seed, batch k of the run
+        # is the same whether or not it was interrupted, so a resume can skip to it.
+        return model.fit(
+            dataset.repeat().skip(backup.global_step), initial_epoch=first, epochs=last,
+            steps_per_epoch=steps_per_epoch, validation_data=val_ds,
+            validation_steps=options.validation_steps, callbacks=run_callbacks, shuffle=False,
+            verbose=options.verbose,
+        )  # fmt: skip
+
     epoch, done, history = state["epoch"], state["step_in_epoch"], None
     if done >= steps:  # the epoch's steps are done (or --steps-per-epoch shrank): go on
         epoch, done = epoch + 1, 0
-    parts = [(epoch, epoch + 1, steps - done)] if done else []
-    for first, last, part_steps in [*parts, (epoch + bool(done), options.epochs, steps)]:
-        if first < last and guard.error is None:
-            # One endless stream per fit(): with a seed, batch k of the run is the same whether
-            # or not it was interrupted, so a resume can skip to it.
-            data = next(pipelines).repeat().skip(backup.global_step)
-            history = fit(data, initial_epoch=first, epochs=last, steps_per_epoch=part_steps)
+    if done:  # the rest of the interrupted epoch first
+        history = fit_epochs(train_ds, epoch, epoch + 1, steps - done)
+        train_ds = load_train()  # a second iterator over one pipeline reshuffles and re-jitters
+        epoch += 1
+    if epoch < options.epochs and guard.error is None:
+        history = fit_epochs(train_ds, epoch, options.epochs, steps)
     if guard.error is not None:
         raise guard.error
     save_model(model.generator, out / "generator.keras")
