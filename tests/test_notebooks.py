@@ -57,6 +57,7 @@ FULL_MODE_KNOBS = {
 }
 
 CELL_TIMEOUT_S = 900
+KERNEL_START_TIMEOUT_S = 600
 
 
 def test_every_notebook_has_full_mode_knobs():
@@ -99,6 +100,7 @@ def test_full_mode(name, tmp_path, monkeypatch):
         kernel_name="python3",
         cwd=str(NOTEBOOKS),
         execution_timeout=CELL_TIMEOUT_S,
+        start_timeout=KERNEL_START_TIMEOUT_S,  # a loaded CI machine starts kernels slowly
         progress_bar=False,
     )
     notebook = nbformat.read(executed, as_version=4)
