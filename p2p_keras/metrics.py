@@ -1,10 +1,10 @@
-"""Scoring translations: per-image L1, PSNR and SSIM; KID and FID on InceptionV3 features.
+"""Scoring translations: per-image L1, PSNR, SSIM; KID, FID; the FCN-score's `get_scores`.
 
 Per-pixel metrics reward a blurry average, which the adversarial loss exists to avoid: read
 them next to a baseline (the mean training photo scores well on them) and the FCN-score
 (`p2p_keras.segmenter`). KID and FID compare feature distributions instead; FID is strongly
 biased on ~100 images (the facades test split has 106), KID is unbiased and preferred there.
-Every function takes images in [-1, 1], shaped (N, H, W, C).
+The image metrics take images in [-1, 1], shaped (N, H, W, C).
 """
 
 import functools
@@ -154,20 +154,12 @@ def _inception(weights):
 
 
 def inception_features(weights="imagenet"):
-    """A function mapping images in [-1, 1] to InceptionV3's 2048 pool features.
+    """A function ``images -> (N, 2048)`` array of InceptionV3's pool features.
 
-    Images are resized (bilinear) to 299x299; gray images are repeated to RGB. [-1, 1] is
-    already what `keras.applications.inception_v3.preprocess_input` produces.
-
-    Args:
-        weights: "imagenet" (downloaded once into ``~/.keras/models/``), a local copy of the
-            no-top weights file, or None (random weights: only to test the plumbing).
-
-    Returns:
-        A function ``images -> (N, 2048) numpy array``.
-
-    Raises:
-        RuntimeError: when the weights cannot be had; the message says how to get them.
+    Images in [-1, 1] (what `inception_v3.preprocess_input` gives) are resized (bilinear) to
+    299x299, gray ones repeated to RGB. `weights`: "imagenet" (downloaded once into
+    ``~/.keras/models/``), a local copy of the no-top weights file, or None (random weights:
+    only to test the plumbing). Raises `RuntimeError` saying how to get missing weights.
     """
     try:
         model = _inception(weights)

@@ -61,13 +61,7 @@ _LABELS = {
 
 
 def class_names(dataset):
-    """The segmentation classes of `dataset`, or `None` when its files have no label side.
-
-    Example:
-
-    >>> class_names("maps") is None
-    True
-    """
+    """The segmentation classes of `dataset`, or `None` when its files have no label side."""
     return _LABELS[dataset][0] if dataset in _LABELS else None
 
 
@@ -143,30 +137,23 @@ def load_or_train_segmenter(
 ):
     """The FCN-score segmenter of a dataset: loaded from its cache, or trained once and cached.
 
-    It is trained on the real photos and label maps of the `train` split (aligned or two-folder
-    layout, as `load_paired` reads it) with the paper's jitter (resized 1.12x larger, a random
-    `size` crop, mirrored half the time) and a cosine-decayed Adam rate. It is saved in
-    `cache_dir` (default `data/.fcn/DATASET-CHECKSUM` in `project_dir()`, never inside the
-    dataset, which may be read-only) with a checksum of those files and its settings; when
-    either changes it is trained again. Training is deterministic for a given seed and never
-    touches the global random state.
+    It learns the real photos and label maps of the `train` split (either layout of
+    `load_paired`) with the paper's jitter (resized 1.12x, a random `size` crop, mirrored half
+    the time) and a cosine-decayed Adam rate, deterministically for a given seed, without
+    touching the global random state. It is saved in `cache_dir` (default
+    `data/.fcn/DATASET-CHECKSUM` in `project_dir()`, never in the dataset, which may be
+    read-only) with a checksum of those files and its settings: either changed, it is trained
+    again.
 
     Args:
         dataset_root: Dataset folder; A = photo, B = label map.
         dataset: `"facades"` or `"cityscapes"`; others have no label side (`ValueError`).
-        seed: Seed of the weights, the shuffling and the jitter.
-        epochs: Passes over the jittered training photos.
-        size: Side the segmenter works at; photos are resized to it.
-        filters: Width of its first block (doubling at each of 3 downsamplings).
-        cache_dir: Folder of `segmenter.keras` and `segmenter.json`.
-        verbose: `fit`'s progress bar.
+        seed: Of the weights, the shuffling and the jitter. epochs: Passes over the photos.
+        size: Side the segmenter works at. filters: Width of its first block (then doubled).
+        cache_dir: Folder of `segmenter.keras` and `segmenter.json`. verbose: `fit`'s.
 
     Returns:
         A `keras.Model`: photos in [-1, 1] -> class logits.
-
-    Example:
-
-    >>> segmenter = load_or_train_segmenter("data/facades")
     """
     names = _labelled(dataset)[0]
     root = Path(dataset_root)
@@ -217,8 +204,7 @@ def load_labelled(root, split="test", dataset="facades", size=None):
     would blend two colours at a boundary into a third class.
 
     Args:
-        root: Dataset folder, aligned or two-folder layout. split: e.g. `"test"`.
-        dataset: Decides the palette (see `decode_labels`).
+        root: Dataset folder, either layout. split: e.g. `"test"`. dataset: Its palette.
         size: Side of both results; `None` keeps the files' (square halves).
 
     Returns:
@@ -241,7 +227,7 @@ def fcn_score(photos, label_maps, segmenter, *, class_names=None):
 
     Args:
         photos: `(N, H, W, 3)` generated (or real) photos, floats in [-1, 1] or uint8.
-        label_maps: `(N, H', W')` class indices, e.g. from `decode_labels`.
+        label_maps: `(N, H', W')` class indices, e.g. from `load_labelled`.
         segmenter: From `load_or_train_segmenter`.
         class_names: Names of its classes: adds each class's `acc/NAME` and `iou/NAME`.
 
@@ -249,9 +235,8 @@ def fcn_score(photos, label_maps, segmenter, *, class_names=None):
         A dict of floats: `per_pixel_acc`, `per_class_acc`, `class_iou` (means over classes).
 
     Example:
-
-    >>> photos, labels = load_labelled("data/facades", "test")
-    >>> fcn_score(photos, labels, load_or_train_segmenter("data/facades"))["per_pixel_acc"]
+    >>> photos, labels = load_labelled("data/facades", "test", size=128)
+    >>> fcn_score(photos, labels, load_or_train_segmenter("data/facades"))["class_iou"]
     """
     num_classes, size = segmenter.output_shape[-1], segmenter.input_shape[1:3]
     labels = np.asarray(label_maps)

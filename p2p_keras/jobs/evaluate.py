@@ -20,8 +20,8 @@ METRICS = ("l1", "psnr", "ssim", "kid", "fid")
 def translate_split(generator, dataset, *, dropout=True, batch_stats=True, seed=0):
     """Translates ``(input, target)`` batches; returns ``(inputs, generated, targets)`` arrays.
 
-    Batch `i` draws its dropout noise from ``seed + 100 * i`` (`generate` adds one per dropout
-    layer): the same call twice gives the same images. `seed=None` draws fresh noise."""
+    Batch `i` draws its dropout noise from ``seed + 100 * i`` (`generate` adds one per layer);
+    `seed=None`: fresh noise."""
     batches = [(np.asarray(x, np.float32), np.asarray(y, np.float32)) for x, y in dataset]
     if not batches:
         raise ValueError("the dataset yielded no images to evaluate")
@@ -106,9 +106,6 @@ def evaluate(
             or a local file), else they are "unavailable", as anything missing is.
         max_images: score at most this many. fcn: add the FCN-score where there are labels,
             with each class's accuracy and IoU (``acc/NAME``, ``iou/NAME``).
-
-    Example:
-    >>> print(format_table(evaluate("runs/pix2pix/generator.keras", "facades", "test")))
     """
     from p2p_keras.jobs.datasets import resolve_dataset
 
@@ -195,9 +192,8 @@ def sample_grid(inputs, generated, targets, rows=4):
 
 
 def format_table(result, per_class=False):
-    """The result of `evaluate` as a text table: one row per prediction, one column per metric.
-
-    `per_class` adds the FCN-score of each class: its IoU and accuracy in each row."""
+    """`evaluate`'s result as a table: one row per prediction, one column per metric; then,
+    with `per_class`, one row per class: its FCN IoU and accuracy in each prediction."""
     keys = dict.fromkeys(k for r in result["rows"].values() for k in r if k != "kid_std")
     names = [k for k in keys if "/" not in k]
     lines = [
