@@ -8,6 +8,7 @@ import pathlib
 import shutil
 import sys
 
+import keras
 import numpy as np
 from PIL import Image
 
@@ -48,6 +49,15 @@ def main(run, early):
     }
     (HERE / "storage.json").write_text(json.dumps(facts, indent=2) + "\n")
     print(facts)
+    # Notebook 05's score maps need the trained D; notebook 06 the FCN-score's segmenter, which
+    # `evaluate` trained and cached in data/.fcn/ (its record: the settings and the data checksum),
+    # stored in float16 like the generators.
+    pix2pix = keras.saving.load_model(run / "pix2pix.keras", compile=False)
+    save_model(pix2pix.discriminator, HERE / "discriminator.keras")
+    cache = max(DATA.parent.glob(".fcn/facades-*/segmenter.json"), key=lambda p: p.stat().st_mtime)
+    segmenter = keras.saving.load_model(cache.parent / "segmenter.keras", compile=False)
+    save_model(with_dtype(segmenter, "float16"), HERE / "fcn" / "segmenter.keras")
+    shutil.copy(cache, HERE / "fcn" / "segmenter.json")
 
 
 if __name__ == "__main__":
