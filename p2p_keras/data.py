@@ -9,7 +9,6 @@ from __future__ import annotations
 import concurrent.futures
 import contextlib
 import dataclasses
-import functools
 import os
 import secrets
 import shutil
@@ -54,7 +53,6 @@ def load_paired(
     load_size=286,
     training=None,
     batch_size=1,
-    shuffle_buffer=None,
     seed=None,
     cache="auto",
     skip_bad=False,
@@ -72,10 +70,6 @@ def load_paired(
         image_size: Output size, an int or `(height, width)`; `load_size`: before the crop.
         training: Jitter, shuffle and drop the remainder; `None` means `split == "train"`.
         batch_size: Images per batch.
-        shuffle_buffer: `None` shuffles the whole split each epoch: the pairs after a memory
-            cache, else the file names before decoding (a file cache then replays the first
-            epoch's order). An int shuffles the decoded pairs in a buffer of that size instead;
-            0: no shuffle.
         seed: Integer making shuffle, crops and flips reproducible (epochs still differ,
             and so does a second iterator over the same dataset: call again to restart).
         cache: `True` caches decoded, resized images in memory, a path in that file (delete it
@@ -121,18 +115,17 @@ def load_paired(
 
     if cache == "auto":
         cache = _fits_in_memory(len(pairs), load_hw, f"{root}/{split}")
-    buffer = len(pairs) if shuffle_buffer is None else shuffle_buffer
-    names_first = shuffle_buffer is None and cache is not True  # strings: cheap to shuffle all
-    shuffle = functools.partial(tf.data.Dataset.shuffle, seed=seed, reshuffle_each_iteration=True)
+    # The whole split, each epoch: the cached pairs after a memory cache, else the file names
+    # before decoding (a file cache then replays the first epoch's order).
     ds = tf.data.Dataset.from_tensor_slices(tuple(map(list, zip(*pairs, strict=True))))
-    if training and names_first and buffer > 1:
-        ds = shuffle(ds, buffer)
+    if training and cache is not True:
+        ds = ds.shuffle(len(pairs), seed=seed)
     ds = ds.map(load, num_parallel_calls=tf.data.AUTOTUNE)
     if cache:
         ds = ds.cache() if cache is True else ds.cache(os.fspath(cache))
     if training:
-        if not names_first and buffer > 1:
-            ds = shuffle(ds, buffer)  # after a memory cache: references to the cached pairs
+        if cache is True:
+            ds = ds.shuffle(len(pairs), seed=seed)
         # A zipped seed stream rather than stateful ops: results do not depend on scheduling.
         seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
         ds = tf.data.Dataset.zip(ds, seeds).map(
@@ -304,6 +297,31 @@ def _two_folder(root):
     return (root / "A").is_dir() and (root / "B").is_dir()
 
 
+def pair_files(folders):
+    """The image files of the same name in every one of `folders`, and the others.
+
+    Returns:
+        `(paths, bad)`: one list of paths (one per folder) for each name, in name order; a
+        `BadFile` for each file without a partner.
+    """
+    files = [
+        {
+            p.name: p
+            for p in sorted(Path(folder).iterdir())
+            if p.suffix.lower() in IMAGE_EXTENSIONS and p.name[0] != "."
+        }
+        for folder in folders
+    ]
+    names = sorted(set(files[0]).intersection(*files))
+    bad = [
+        BadFile(str(path), f"missing partner: {Path(other) / name} not found")
+        for mine, other in zip(files, folders[::-1], strict=True)
+        for name, path in mine.items()
+        if name not in names
+    ]
+    return [[f[name] for f in files] for name in names], bad
+
+
 def _collect(root, split):
     """`(pairs, bad)` of a split: pairs are `(a, b)` paths, `b = ""` in the aligned layout."""
     two_folder = _two_folder(root)
@@ -311,24 +329,9 @@ def _collect(root, split):
     for folder in folders:
         if not folder.is_dir():
             return [], [BadFile(str(folder), "split folder not found")]
-    files = [
-        {
-            p.name: p
-            for p in sorted(d.iterdir())
-            if p.suffix.lower() in IMAGE_EXTENSIONS and p.name[0] != "."
-        }
-        for d in folders
-    ]
-    if not any(files):
+    paths, bad = pair_files(folders)
+    if not paths and not bad:
         return [], [BadFile(str(folders[0]), f"no image files ({', '.join(IMAGE_EXTENSIONS)})")]
-    names = sorted(set(files[0]).intersection(*files))
-    bad = [
-        BadFile(str(path), f"missing partner: {other / name} not found")
-        for mine, other in zip(files, folders[::-1], strict=True)
-        for name, path in mine.items()
-        if name not in names
-    ]
-    paths = [[f[name] for f in files] for name in names]
     with concurrent.futures.ThreadPoolExecutor() as pool:  # Pillow decodes without the GIL
         scans = pool.map(lambda pair: [(p, _scan(p, not two_folder)) for p in pair], paths)
         pairs = []

@@ -21,6 +21,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from p2p_keras import project_dir
+from p2p_keras.data import read_rgb, split_pair
 from p2p_keras.inference import load_generator, model_info, translate
 from p2p_keras.jobs.synthetic import CMP_PALETTE, render_pair
 
@@ -59,16 +60,11 @@ def example_label(kind, height, width):
     files = sorted((project_dir() / "data" / "facades" / "test").glob("*.jpg"))
     if kind == "test" and files:
         path = random.choice(files)
-        pair = Image.open(path).convert("RGB")  # A|B: photo left, label map right
-        label, source = (
-            pair.crop((pair.width // 2, 0, pair.width, pair.height)),
-            f"test/{path.name}",
-        )
+        label, source = split_pair(read_rgb(path))[1], f"test/{path.name}"  # photo | label map
     else:
         seed = random.randrange(2**31)
-        label = Image.fromarray(render_pair(seed, size=max(height, width, 32))[1])
-        source = f"synthetic, seed {seed}"
-    return np.asarray(label.resize((width, height), Image.NEAREST)), source
+        label, source = render_pair(seed, size=max(height, width, 32))[1], f"synthetic, seed {seed}"
+    return np.asarray(Image.fromarray(label).resize((width, height), Image.NEAREST)), source
 
 
 class _Handler(http.server.BaseHTTPRequestHandler):
@@ -89,9 +85,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     def _parse(self):
         self.started = time.perf_counter()
         url = urllib.parse.urlsplit(self.path)
-        return url.path, {
-            key: values[-1] for key, values in urllib.parse.parse_qs(url.query).items()
-        }
+        return url.path, dict(urllib.parse.parse_qsl(url.query))
 
     def do_GET(self):
         path, query = self._parse()
@@ -162,8 +156,7 @@ def make_server(model_path=None, host="127.0.0.1", port=8000):
     _, height, width, channels = generator.input_shape
     direction = model_info(path).get("direction") or ""
     facades = channels == 3 and (direction == "BtoA" or path.resolve() == default_model().resolve())
-    for mode in MODES.values():  # warm up: a mode's first call builds its view of the model
-        translate(generator, np.zeros((height, width, channels), np.uint8), **mode, seed=0)
+    translate(generator, np.zeros((height, width, channels), np.uint8))  # the slow first call
     server = http.server.ThreadingHTTPServer((host, port), _Handler)
     server.generator, server.lock = generator, threading.Lock()
     palette = [{"name": name, "rgb": rgb} for name, rgb in CMP_PALETTE] if facades else None

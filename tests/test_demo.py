@@ -171,19 +171,21 @@ def test_drawing_a_window_in_chromium_draws_its_dark_frame(tmp_path):
         server.shutdown()
         server.server_close()
     assert drawn.shape == (size, size)  # the translation comes back at the canvas' size
-    # The showcase model (epoch 57) draws a lone window as a dark frame around a lighter pane:
-    # the frame, the rectangle's 3-pixel border (x0..x1, y0..y1 inclusive), is what darkens.
-    frame = np.zeros(drawn.shape, bool)
-    frame[y0 : y1 + 1, x0 : x1 + 1] = True
-    frame[y0 + 3 : y1 - 2, x0 + 3 : x1 - 2] = False
-    window = drawn[frame]
+    # The window is drawn where the stroke was: the rectangle's area gains contrast (the showcase
+    # model draws a light frame with a dark outline) that the wall had there before and that the
+    # wall around it lacks. (The colours shift everywhere: batch statistics of the new image.)
+    near = np.zeros(drawn.shape, bool)
+    near[y0 - 2 : y1 + 3, x0 - 2 : x1 + 3] = True
     ring = np.zeros(drawn.shape, bool)  # the wall around the window
-    ring[y0 - 12 : y1 + 13, x0 - 12 : x1 + 13] = True
-    ring[y0 - 3 : y1 + 4, x0 - 3 : x1 + 4] = False
-    window_mean, wall_mean = window.mean(), drawn[ring].mean()
-    print(f"stroke -> image {latency:.0f} ms; window {window_mean:.1f}, wall {wall_mean:.1f}")
+    ring[y0 - 14 : y1 + 15, x0 - 14 : x1 + 15] = True
+    ring[y0 - 4 : y1 + 5, x0 - 4 : x1 + 5] = False
+    window, before, around = drawn[near].std(), wall[near].std(), drawn[ring].std()
+    print(
+        f"stroke -> image {latency:.0f} ms; contrast at the window {window:.1f} (before "
+        f"{before:.1f}), around it {around:.1f}"
+    )
     assert np.abs(drawn - wall).mean() > 2.0, "the output did not change after the stroke"
-    assert window_mean < wall_mean - 20, "the window's frame is not darker than the wall"
+    assert window > 1.5 * before and window > 1.5 * around, "no window where it was drawn"
 
 
 def test_the_demo_command_line():

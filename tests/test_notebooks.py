@@ -40,6 +40,7 @@ FULL_MODE_KNOBS = {
         "MODE": "full",
         "STUDY": "loss",
         "VARIANT": "l1",
+        "FULL_FCN": False,
         "FULL_EPOCHS": 1,
         "FULL_STEPS": 3,
         "FULL_SIZE": 64,

@@ -17,9 +17,10 @@ from p2p_keras import project_dir
 from p2p_keras.jobs.options import TrainOptions
 
 
-class Variant(collections.namedtuple("Variant", "name label loss networks")):
+class Variant(collections.namedtuple("Variant", "name label loss networks paper")):
     """A row of a study: its run's folder, the paper's label, its loss (a key of
-    `p2p_keras.losses.LOSS_ABLATIONS`) and its network settings (`TrainOptions` fields)."""
+    `p2p_keras.losses.LOSS_ABLATIONS`), its network settings (`TrainOptions` fields) and the
+    paper's FCN-scores on Cityscapes labels->photo (the first three of `METRICS`)."""
 
     @property
     def overrides(self):
@@ -29,30 +30,41 @@ class Variant(collections.namedtuple("Variant", "name label loss networks")):
         return {**LOSS_ABLATIONS[self.loss], **self.networks}
 
 
-def _variant(name, label, loss=None, **networks):
-    return Variant(name, label, loss or name.split("_")[-1], networks)  # default: name's end
+def _variant(name, label, paper, loss=None, **networks):
+    return Variant(name, label, loss or name.split("_")[-1], networks, paper)  # loss: name's end
 
 
 STUDIES = {
     "loss": [
-        _variant("l1", "L1"),
-        _variant("gan", "GAN"),
-        _variant("cgan", "cGAN"),
-        _variant("l1+gan", "L1+GAN"),
-        _variant("l1+cgan", "L1+cGAN"),
+        _variant("l1", "L1", (0.42, 0.15, 0.11)),
+        _variant("gan", "GAN", (0.22, 0.05, 0.01)),
+        _variant("cgan", "cGAN", (0.57, 0.22, 0.16)),
+        _variant("l1+gan", "L1+GAN", (0.64, 0.20, 0.15)),
+        _variant("l1+cgan", "L1+cGAN", (0.66, 0.23, 0.17)),
     ],
     "generator": [
-        _variant("encoder-decoder_l1", "Encoder-decoder (L1)", skip_connections=False),
-        _variant("encoder-decoder_l1+cgan", "Encoder-decoder (L1+cGAN)", skip_connections=False),
-        _variant("unet_l1", "U-net (L1)", skip_connections=True),
-        _variant("unet_l1+cgan", "U-net (L1+cGAN)", skip_connections=True),
+        _variant("encoder-decoder_l1", "Encoder-decoder (L1)", (0.35, 0.12, 0.08),
+                 skip_connections=False),
+        _variant("encoder-decoder_l1+cgan", "Encoder-decoder (L1+cGAN)", (0.29, 0.09, 0.05),
+                 skip_connections=False),
+        _variant("unet_l1", "U-net (L1)", (0.48, 0.18, 0.13), skip_connections=True),
+        _variant("unet_l1+cgan", "U-net (L1+cGAN)", (0.55, 0.20, 0.14), skip_connections=True),
     ],
     "patch": [
-        _variant("patch1", "1x1 (PixelGAN)", "l1+cgan", patch_size=1),
-        _variant("patch16", "16x16", "l1+cgan", patch_size=16),
-        _variant("patch70", "70x70", "l1+cgan", patch_size=70),
-        _variant("patch286", "286x286 (ImageGAN)", "l1+cgan", patch_size=286),
+        _variant("patch1", "1x1 (PixelGAN)", (0.39, 0.15, 0.10), "l1+cgan", patch_size=1),
+        _variant("patch16", "16x16", (0.65, 0.21, 0.17), "l1+cgan", patch_size=16),
+        _variant("patch70", "70x70", (0.66, 0.23, 0.17), "l1+cgan", patch_size=70),
+        _variant("patch286", "286x286 (ImageGAN)", (0.42, 0.16, 0.11), "l1+cgan", patch_size=286),
     ],
+}  # fmt: skip
+# Every variant's scores in the paper, and Table 1's upper row: the FCN on the real photos.
+PAPER_SCORES = {v.name: v.paper for variants in STUDIES.values() for v in variants}
+PAPER_SCORES["Ground truth"] = (0.80, 0.26, 0.21)
+PAPER_TITLES = {
+    "loss": "Table 1: FCN-scores for different losses",
+    # The paper trained this study at batch size 10, the others at 1; ours use `batch_size`.
+    "generator": "Table 2: FCN-scores for different generator architectures (paper: batch 10)",
+    "patch": "Table 3: FCN-scores for different discriminator receptive fields (L1+cGAN)",
 }
 DEFAULTS = {"epochs": 20, "seed": 0}  # a study's starting budget, shorter than a full run
 
@@ -65,23 +77,6 @@ METRICS = {
     "psnr": "PSNR (dB) ↑",
     "ssim": "SSIM ↑",
     "kid": "KID ↓",
-}
-# The paper's FCN-scores on Cityscapes labels->photo (Tables 1-3): METRICS' first three.
-PAPER_SCORES = {
-    **{"l1": (0.42, 0.15, 0.11), "gan": (0.22, 0.05, 0.01), "cgan": (0.57, 0.22, 0.16)},
-    **{"l1+gan": (0.64, 0.20, 0.15), "l1+cgan": (0.66, 0.23, 0.17)},
-    "encoder-decoder_l1": (0.35, 0.12, 0.08),
-    "encoder-decoder_l1+cgan": (0.29, 0.09, 0.05),
-    **{"unet_l1": (0.48, 0.18, 0.13), "unet_l1+cgan": (0.55, 0.20, 0.14)},
-    **{"patch1": (0.39, 0.15, 0.10), "patch16": (0.65, 0.21, 0.17)},
-    **{"patch70": (0.66, 0.23, 0.17), "patch286": (0.42, 0.16, 0.11)},
-    "Ground truth": (0.80, 0.26, 0.21),  # Table 1's upper row: the FCN on the real photos
-}
-PAPER_TITLES = {
-    "loss": "Table 1: FCN-scores for different losses",
-    # The paper trained this study at batch size 10, the others at 1; ours use `batch_size`.
-    "generator": "Table 2: FCN-scores for different generator architectures (paper: batch 10)",
-    "patch": "Table 3: FCN-scores for different discriminator receptive fields (L1+cGAN)",
 }
 
 

@@ -17,11 +17,12 @@ from pathlib import Path
 from typing import NamedTuple
 
 import keras
+import numpy as np
 import tensorflow_datasets as tfds
 from PIL import Image
 
 from p2p_keras import project_dir
-from p2p_keras.data import IMAGE_EXTENSIONS, BadFile, BadImageError, atomic_path, read_rgb
+from p2p_keras.data import BadFile, BadImageError, atomic_path, pair_files, read_rgb, resize
 
 BASE_URL = "http://efrosgans.eecs.berkeley.edu/pix2pix/datasets/"
 URL_ENV_VAR = "P2P_KERAS_DATASET_URL"
@@ -211,7 +212,7 @@ def write_aligned(a_root, b_root, out_root, *, splits=None, size=None):
 
     Like the official `combine_A_and_B.py` (the `combine` command): `out_root/<split>/<name>`
     keeps A's name and format (JPEG quality 95); both halves become RGB, A is resized to
-    `size` (an int or `(height, width)`; `None` keeps it) and B to A's size (bicubic).
+    `size` (an int or `(height, width)`; `None` keeps it) and B to A's size (`data.resize`).
     `splits=None` means every split folder of `a_root`. Each split folder is replaced in one
     rename, and only when every input of every split is good: else `BadImageError` names
     each unreadable file or file without a partner. Returns `{split: pairs written}`.
@@ -222,45 +223,31 @@ def write_aligned(a_root, b_root, out_root, *, splits=None, size=None):
     counts, bad = {}, []
     with contextlib.ExitStack() as stack:
         for split in splits:
-            a_files, b_files = (_images(root / split) for root in (a_root, b_root))
-            for files, other, partner in ((a_files, b_root, b_files), (b_files, a_root, a_files)):
-                lonely = (path for name, path in files.items() if name not in partner)
-                bad += [
-                    BadFile(str(p), f"missing partner: {other / split / p.name} not found")
-                    for p in lonely
-                ]
+            paths, missing = pair_files([a_root / split, b_root / split])
+            bad += missing
             out = stack.enter_context(atomic_path(out_root / split))
             out.mkdir()
-            names = sorted(a_files.keys() & b_files.keys())
-            for name in names:
-                a, b = (_read(files[name], bad) for files in (a_files, b_files))
+            for a_path, b_path in paths:
+                a, b = _read(a_path, bad), _read(b_path, bad)
                 if a is not None and b is not None:
-                    a = a.resize(size[::-1], Image.Resampling.BICUBIC) if size else a
-                    b = b.resize(a.size, Image.Resampling.BICUBIC)
-                    _save_pair(a, b, out / name, quality=95)
-            counts[split] = len(names)
+                    a = np.asarray(resize(a, size)) if size else a
+                    _save_pair(a, np.asarray(resize(b, a.shape[:2])), out / a_path.name, quality=95)
+            counts[split] = len(paths)
         if bad:
             raise BadImageError(bad)
     return counts
 
 
-def _images(folder):  # a missing folder raises FileNotFoundError naming it
-    files = sorted(folder.iterdir())
-    return {p.name: p for p in files if p.suffix.lower() in IMAGE_EXTENSIONS and p.name[0] != "."}
-
-
 def _read(path, bad):
     try:
-        return Image.fromarray(read_rgb(path))
+        return read_rgb(path)
     except Exception as err:  # noqa: BLE001 - any decoder failure means the file is unusable
         bad.append(BadFile(str(path), f"unreadable image ({type(err).__name__}: {err})"))
         return None
 
 
 def _save_pair(a, b, path, **jpeg_options):
-    pair = Image.new("RGB", (a.width + b.width, a.height))
-    pair.paste(a, (0, 0))
-    pair.paste(b, (a.width, 0))
+    pair = Image.fromarray(np.concatenate([a, b], axis=1))
     fmt = {".png": "PNG", ".bmp": "BMP"}.get(path.suffix.lower(), "JPEG")
     pair.save(path, fmt, **(jpeg_options if fmt == "JPEG" else {}))
 
@@ -293,9 +280,9 @@ def prepare_cityscapes(gtfine_dir, leftimg8bit_dir, out_dir, size=256):
                 photo = photos.pop(label.name.replace("_gtFine_color", "_leftImg8bit"), None)
                 if photo is None:
                     raise DownloadError(f"No leftImg8bit photo for {label}.")
-                a = Image.open(photo).convert("RGB").resize((size, size), Image.Resampling.BICUBIC)
                 b = Image.open(label).convert("RGB").resize((size, size), Image.Resampling.NEAREST)
-                _save_pair(a, b, tmp / split / f"{i}.jpg", quality=100, subsampling=0)
+                a = resize(read_rgb(photo), (size, size))
+                _save_pair(a, np.asarray(b), tmp / split / f"{i}.jpg", quality=100, subsampling=0)
             if photos:
                 raise DownloadError(f"No gtFine label for {len(photos)} photos: {min(photos)}...")
     return out_dir
