@@ -34,15 +34,17 @@ def test_outside_a_clone_the_showcase_is_downloaded_and_checked(tmp_path, monkey
     good = hashlib.sha256(b"epoch,g_l1\n0,0.5\n").hexdigest()
     monkeypatch.setattr(course, "REPO_URL", server + "/served")
     monkeypatch.setenv("P2P_PROJECT_DIR", str(tmp_path / "elsewhere"))  # no results/ there
-    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras_home"))
     monkeypatch.setitem(course.SHOWCASE_FILES, "history.csv", good)
-    path = course.showcase("history.csv")
-    assert path.read_text() == "epoch,g_l1\n0,0.5\n"
-    assert path.is_relative_to(tmp_path / "keras_home")
-    path.unlink()
-    monkeypatch.setitem(course.SHOWCASE_FILES, "history.csv", "0" * 64)
-    with pytest.raises(ValueError, match="hash"):
-        course.showcase("history.csv")  # a corrupted or replaced file is refused
+    path = course.showcase("history.csv")  # into the Keras cache (Keras reads KERAS_HOME at import)
+    try:
+        assert path.read_text() == "epoch,g_l1\n0,0.5\n"
+        assert path.name == "facades_128_history.csv" and path.parent.name == "p2p_keras"
+        path.unlink()
+        monkeypatch.setitem(course.SHOWCASE_FILES, "history.csv", "0" * 64)
+        with pytest.raises(ValueError, match="hash"):
+            course.showcase("history.csv")  # a corrupted or replaced file is refused
+    finally:
+        path.unlink(missing_ok=True)
 
 
 def test_full_mode_refuses_a_long_run_on_a_cpu(monkeypatch, capsys):

@@ -145,7 +145,7 @@ def synthetic(tmp_path_factory):
 
 def test_segmenter_learns_and_real_photos_beat_the_mean_photo(synthetic, tmp_path):
     model = segmenter.load_or_train_segmenter(
-        synthetic, size=SIZE, epochs=15, filters=16, cache_dir=tmp_path, verbose=0
+        synthetic, size=SIZE, epochs=30, filters=16, cache_dir=tmp_path, verbose=0
     )
     assert model.output_shape == (None, SIZE, SIZE, 12)
     photos, labels = segmenter.load_labelled(synthetic, "test")
