@@ -11,6 +11,7 @@ import contextlib
 import inspect
 import os
 import sys
+from pathlib import Path
 
 from p2p_keras import project_dir
 
@@ -83,8 +84,6 @@ def runs_dir(name, drive=False):
         from google.colab import drive as colab_drive
 
         colab_drive.mount("/content/drive")
-        from pathlib import Path
-
         return Path("/content/drive/MyDrive/p2p_keras/runs") / name
     return project_dir() / "runs" / name
 
@@ -101,8 +100,6 @@ def showcase(name="generator.keras"):
     Returns:
         The file's path.
     """
-    from pathlib import Path
-
     local = project_dir() / SHOWCASE / name
     if local.is_file():
         return local
@@ -135,8 +132,8 @@ def check_budget(options, steps, *, force=False):
     result = bench.run_benchmark(options, modes=("fit",), steps=3, warmup=2)["results"][0]
     if "error" in result:
         raise RuntimeError(f"could not time the run: {result['error']}")
-    seconds = result["s_per_step"] * steps
     per_step = result["s_per_step"]
+    seconds = per_step * steps
     print(f"estimate on this CPU: {steps:,} steps x {per_step:.3f} s = {seconds / 60:.1f} min")
     if seconds > CPU_BUDGET_S and not force:
         raise RuntimeError(

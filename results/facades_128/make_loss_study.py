@@ -35,12 +35,12 @@ def main(l1_run, cgan_run, both_generator):
         scored.update(model=f"{name}, 10 epochs", data="data/facades")  # no machine paths
         (OUT / name / "metrics.json").write_text(json.dumps(scored, indent=2) + "\n")
         variant = ablate.select_variants("loss", [name])[0]
-        rows = scored["rows"]
-        results.append({**variant._asdict(), **rows.pop("generator")})
+        references = scored["rows"]  # the same mean-photo and real-photo rows for every variant
+        results.append({**variant._asdict(), **references.pop("generator")})
         generators[name] = load_generator(path)
     for name, run in (("l1", l1_run), ("cgan", cgan_run)):
         shutil.copy(pathlib.Path(run) / "history.csv", OUT / name / "history.csv")
-    (OUT / "results.md").write_text(ablate.compare_with_paper("loss", results, rows))
+    (OUT / "results.md").write_text(ablate.compare_with_paper("loss", results, references))
     test = load_paired(DATA, "test", direction="BtoA", image_size=128, training=False)
     lines = []
     for i, (x, y) in enumerate(test.take(6)):
