@@ -56,12 +56,8 @@ def in_colab():
 def pick_mode(requested=None):
     """The run mode of a notebook: "quick" (a CPU, minutes) or "full" (the paper's recipe).
 
-    Args:
-        requested: "quick", "full", or None: full on a GPU, quick on a CPU. The environment
-            variable ``P2P_QUICK=1`` (set by the test command) always means quick.
-
-    Returns:
-        "quick" or "full".
+    `requested`: "quick", "full", or None: full on a GPU, quick on a CPU. ``P2P_QUICK=1`` (set by
+    the test command) always means quick.
     """
     if os.environ.get("P2P_QUICK") == "1":
         return "quick"
@@ -89,17 +85,8 @@ def runs_dir(name, drive=False):
 
 
 def showcase(name="generator.keras"):
-    """A file of the showcase run: the repository's copy, else downloaded and checked.
-
-    Where the repository's ``results/`` is missing (Colab, a pip install) the file is downloaded
-    from `REPO_URL` with `keras.utils.get_file` into the Keras cache and its sha256 checked.
-
-    Args:
-        name: a key of `SHOWCASE_FILES`.
-
-    Returns:
-        The file's path.
-    """
+    """The path of a showcase file (a key of `SHOWCASE_FILES`): the repository's copy, else
+    (Colab, a pip install) downloaded from `REPO_URL` into the Keras cache, sha256 checked."""
     local = project_dir() / SHOWCASE / name
     if local.is_file():
         return local
@@ -158,14 +145,14 @@ def example_pair(index=0):
     import numpy as np
     from keras import ops
 
-    from p2p_keras.data import read_rgb, split_pair
+    from p2p_keras.data import normalize, read_rgb, split_pair
     from p2p_keras.jobs.synthetic import render_pair
 
     if root := real_facades():
         label, photo = split_pair(read_rgb(root / "val" / f"{index + 1}.jpg"), "BtoA")
     else:
         photo, label = render_pair(np.random.default_rng(index), 256)
-    return tuple(ops.convert_to_tensor(i[None] / 127.5 - 1, "float32") for i in (label, photo))
+    return tuple(ops.convert_to_tensor(np.asarray(normalize(i[None]))) for i in (label, photo))
 
 
 def show_source(obj):
@@ -178,29 +165,24 @@ def show_source(obj):
 def show_images(images, titles=None, *, columns=None, size=2.6):
     """Shows images (HxWx3 in [-1, 1] or uint8, or HxW maps, any array type) in a row or grid.
 
-    Args:
-        images: a sequence of images.
-        titles: one title per image, or None.
-        columns: images per row; default all in one row.
-        size: inches per image.
-
-    Returns nothing: a returned figure would be shown twice when a cell ends with the call.
+    `columns`: images per row (default: one row); `size`: inches per image. Returns nothing: a
+    returned figure would be shown twice when a cell ends with the call.
     """
     import matplotlib.pyplot as plt
     import numpy as np
 
+    from p2p_keras.data import denormalize
+
     images = [np.asarray(image) for image in images]
-    images = [i / 127.5 - 1 if i.dtype == np.uint8 else i.astype(np.float32) for i in images]
     columns = columns or len(images)
     rows = -(-len(images) // columns)
     figure, axes = plt.subplots(rows, columns, figsize=(size * columns, size * rows), squeeze=False)
-    for index, axis in enumerate(axes.flat):
+    for axis in axes.flat:
         axis.axis("off")
-        if index >= len(images):
-            continue
-        image = images[index]
+    for index, (axis, image) in enumerate(zip(axes.flat, images, strict=False)):
         if image.ndim == 3 and image.shape[-1] in (1, 3):
-            axis.imshow(np.clip((image.squeeze() + 1) / 2, 0, 1), cmap="gray")
+            pixels = image if image.dtype == np.uint8 else denormalize(image)
+            axis.imshow(pixels.squeeze(), cmap="gray")
         else:
             shown = axis.imshow(image, cmap="viridis")
             figure.colorbar(shown, ax=axis, fraction=0.046)

@@ -192,3 +192,12 @@ def test_machine_path_and_log_patterns():
     ):
         assert STARTUP_LOG.search(bad), bad
     assert not STARTUP_LOG.search("I1 looked at 2 images")
+
+
+@pytest.mark.parametrize("path", sorted(NOTEBOOKS.glob("*.ipynb")), ids=lambda p: p.stem)
+def test_every_notebook_opens_with_the_colab_badge_and_the_setup_cell(path):
+    from p2p_keras import course
+
+    cells = nbformat.read(path, as_version=4).cells
+    assert course.colab_badge(path.name) in cells[0].source
+    assert next(c for c in cells if c.cell_type == "code").source == course.SETUP_CELL

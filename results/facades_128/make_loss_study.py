@@ -14,7 +14,8 @@ import sys
 import numpy as np
 from PIL import Image
 
-from p2p_keras.data import denormalize, load_paired
+from p2p_keras.callbacks import sample_grid
+from p2p_keras.data import load_paired
 from p2p_keras.inference import generate, load_generator
 from p2p_keras.jobs import ablate
 from p2p_keras.jobs.evaluate import evaluate
@@ -42,11 +43,11 @@ def main(l1_run, cgan_run, both_generator):
         shutil.copy(pathlib.Path(run) / "history.csv", OUT / name / "history.csv")
     (OUT / "results.md").write_text(ablate.compare_with_paper("loss", results, references))
     test = load_paired(DATA, "test", direction="BtoA", image_size=128, training=False)
-    lines = []
-    for i, (x, y) in enumerate(test.take(6)):
-        fakes = [generate(generators[name], x, seed=i) for name in paths]
-        lines.append(np.concatenate([denormalize(t)[0] for t in (x, *fakes, y)], 1))
-    grid = np.concatenate(lines, 0)
+    rows = [
+        [x, *(generate(generators[name], x, seed=i) for name in paths), y]
+        for i, (x, y) in enumerate(test.take(6))
+    ]
+    grid = sample_grid(*(np.concatenate(column) for column in zip(*rows, strict=True)))
     Image.fromarray(grid).resize((grid.shape[1] * 2, grid.shape[0] * 2), Image.NEAREST).save(
         OUT / "loss_study.jpg", quality=92
     )
