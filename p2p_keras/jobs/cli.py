@@ -1,9 +1,6 @@
-"""Command line: ``python -m p2p_keras COMMAND`` (or ``p2p-keras COMMAND``).
-
-Each command is a thin layer over a job, imported when the command runs: ``--help`` and
-argument errors answer before TensorFlow starts. Expected errors (missing or damaged files,
-bad images, refused downloads, a loss that became NaN) end in one ``error:`` line and exit 1.
-"""
+"""Command line: ``python -m p2p_keras COMMAND``; each command imports its job when it runs, so
+``--help`` answers before TensorFlow starts. Expected errors (missing or damaged files, bad
+images, refused downloads, a NaN loss) end in one ``error:`` line and exit 1."""
 
 import argparse
 import sys
@@ -25,19 +22,11 @@ def _train(args):
 
 
 def _add_test_time_options(parser, dropout="on", bn_stats="batch"):
-    parser.add_argument(
-        "--dropout",
-        choices=("on", "off"),
-        default=dropout,
-        help=f"dropout at test time; the paper keeps it on (default {dropout})",
-    )
-    parser.add_argument(
-        "--bn-stats",
-        choices=("batch", "moving"),
-        default=bn_stats,
-        help="batch norm statistics: the image's own (the paper) or the training averages "
-        f"(default {bn_stats})",
-    )
+    text = "dropout at test time; the paper keeps it on (default %(default)s)"
+    parser.add_argument("--dropout", choices=("on", "off"), default=dropout, help=text)
+    text = "batch norm statistics: the image's own (the paper) or the training averages"
+    text += " (default %(default)s)"
+    parser.add_argument("--bn-stats", choices=("batch", "moving"), default=bn_stats, help=text)
 
 
 def _test_time(args):
@@ -45,22 +34,24 @@ def _test_time(args):
 
 
 def _translate(args):
+    """Translate images of any size and channel count: each is resized to the generator's input,
+    translated and resized back; gray or RGBA inputs are converted. Outputs are PNGs named after
+    the inputs."""
     from p2p_keras.inference import load_generator, translate_files
 
-    generator = load_generator(args.model)
-    written = translate_files(
-        generator,
-        args.inputs,
-        args.out,
-        paired=args.paired,
-        direction=args.direction,
-        **_test_time(args),
-    )
+    options = {"paired": args.paired, "direction": args.direction, **_test_time(args)}
+    written = translate_files(load_generator(args.model), args.inputs, args.out, **options)
     print(f"Wrote {len(written)} image(s) to {args.out}")
     return 0
 
 
 def _evaluate(args):
+    """Score a generator on a split beside the mean photo, the input as output and (FCN-score)
+    the real photos, in the paper's test-time mode by default, seeded: the same command twice
+    prints the same numbers. With --out, write metrics.json (every class's FCN-score too) and
+    samples.png (input | output | target). KID and FID need InceptionV3 ImageNet weights
+    (downloaded by Keras, or --inception-weights FILE); without them they are reported
+    unavailable."""
     from p2p_keras.jobs.evaluate import evaluate, format_table
 
     keys = ("out", "direction", "data_dir", "max_images", "seed", "inception_weights")
@@ -78,6 +69,8 @@ def _export(args):
 
 
 def _ablate(args):
+    """Train every variant of a study with the same options and seed, score each, and write
+    results.md next to the paper's table. The options a study varies are set per variant."""
     options = TrainOptions.from_args(args)
     evaluation = {"split": args.eval_split, "max_images": args.max_eval_images}
     ablate.run_ablation(
@@ -135,6 +128,9 @@ def _convert(args):
 
 
 def _demo(args):
+    """Serve an interactive page (no internet needed): a canvas, the CMP facade palette for
+    facade models, the translation after each stroke. Default model:
+    results/facades_128/generator.keras."""
     from p2p_keras.demo import serve
 
     serve(args.model, host=args.host, port=args.port)
@@ -149,20 +145,15 @@ def build_parser():
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def command(name, run, help, description=None):
-        sub = commands.add_parser(name, help=help, description=description or help)
+        # Described by `description`, else the docstring of a command of this module, else `help`.
+        own = run.__doc__ if run.__module__ == __name__ else None
+        sub = commands.add_parser(name, help=help, description=description or own or help)
         sub.set_defaults(run=run)
         return sub
 
     add_arguments(command("train", _train, "train pix2pix (without --data: synthetic facades)"))
 
-    sub = command(
-        "translate",
-        _translate,
-        "translate images with a trained generator",
-        "Translate images of any size and channel count: each is resized to the generator's "
-        "input, translated and resized back; gray or RGBA inputs are converted. Outputs are "
-        "PNGs named after the inputs.",
-    )
+    sub = command("translate", _translate, "translate images with a trained generator")
     sub.add_argument("inputs", nargs="+", help="image files")
     sub.add_argument("--model", required=True, help="generator.keras or pix2pix.keras")
     sub.add_argument("--out", required=True, help="output folder")
@@ -170,17 +161,8 @@ def build_parser():
     sub.add_argument("--direction", choices=("AtoB", "BtoA"), default="AtoB")
     _add_test_time_options(sub)
 
-    sub = command(
-        "evaluate",
-        _evaluate,
-        "score a generator (L1, PSNR, SSIM, KID, FID, FCN-score) beside baselines",
-        "Score a generator on a split beside the mean photo, the input as output and (FCN-score) "
-        "the real photos, in the paper's test-time mode by default, seeded: the same command "
-        "twice prints the same numbers. With --out, write metrics.json (every class's FCN-score "
-        "too) and samples.png (input | output | target). KID and FID need InceptionV3 ImageNet "
-        "weights (downloaded by Keras, or --inception-weights FILE); without them they are "
-        "reported unavailable.",
-    )
+    scores = "score a generator (L1, PSNR, SSIM, KID, FID, FCN-score) beside baselines"
+    sub = command("evaluate", _evaluate, scores)
     sub.add_argument("--model", required=True, help="generator.keras or pix2pix.keras")
     sub.add_argument("--split", default="val", help="split to score (default val, else test)")
     sub.add_argument("--out", help="folder for metrics.json and samples.png")
@@ -192,11 +174,7 @@ def build_parser():
     _add_test_time_options(sub)
 
     sub = command(
-        "ablate",
-        _ablate,
-        "train and score one of the paper's ablation studies (Tables 1-3)",
-        "Train every variant of a study with the same options and seed, score each, and write "
-        "results.md next to the paper's table. The options a study varies are set per variant.",
+        "ablate", _ablate, "train and score one of the paper's ablation studies (Tables 1-3)"
     )
     sub.add_argument("--study", required=True, choices=tuple(ablate.STUDIES))
     sub.add_argument("--variants", nargs="+", help="only these variants (default: all)")
@@ -247,12 +225,7 @@ def build_parser():
     sub.add_argument("--out", required=True, help=".onnx / .tflite file, or the SavedModel folder")
 
     sub = command(
-        "demo",
-        _demo,
-        "draw a label map in the browser and see the generator's translation",
-        "Serve an interactive page (no internet needed): a canvas, the CMP facade palette for "
-        "facade models, the translation after each stroke. Default model: "
-        "results/facades_128/generator.keras.",
+        "demo", _demo, "draw a label map in the browser and see the generator's translation"
     )
     sub.add_argument("--model", help="generator.keras (default: the facades showcase model)")
     sub.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
