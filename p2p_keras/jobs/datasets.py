@@ -1,8 +1,6 @@
-"""The pix2pix datasets (`NAME/{train,val[,test]}/*.jpg`, A|B JPEGs): download and resolve
-them, combine A and B folders, prepare Cityscapes; importing this module registers the TFDS
-dataset `pix2pix`, so `tfds.load("pix2pix/facades", split="train")` works.
-`P2P_KERAS_DATASET_URL` replaces the pix2pix server (a mirror, or tests).
-"""
+"""The pix2pix datasets (`NAME/{train,val[,test]}/*.jpg`, A|B JPEGs): download, resolve, combine,
+Cityscapes. Importing it registers the TFDS dataset `pix2pix` (`tfds.load("pix2pix/facades")`).
+`P2P_KERAS_DATASET_URL` replaces the pix2pix server (a mirror, or tests)."""
 
 from __future__ import annotations
 
@@ -96,17 +94,12 @@ def verify(root, name):
 
 
 def download(name, data_dir=None, manual_dir=None):
-    """Downloads a pix2pix dataset into `data_dir/NAME/{split}/*.jpg`; returns that folder.
+    """Downloads a pix2pix dataset into `data_dir/NAME/{split}/*.jpg` (default `data/`) once.
 
-    `NAME.tar.gz` comes from `manual_dir` (or `data_dir/downloads/manual/`) when there, else
-    through `keras.utils.get_file` into `data_dir/downloads/`. It is unpacked with tarfile's
-    `"data"` filter (nothing lands outside the folder), facades are checked file by file
-    against the shipped sha256 table, and the folder appears in one rename. A present folder
-    is returned at once. `data_dir` defaults to `project_dir() / "data"`. `DownloadError`
-    says how to install by hand an archive that cannot be fetched, or is truncated or unsafe;
-    `IntegrityError` names the facades files that differ.
-
-    >>> root = download("facades")  # data/facades/{train,val,test}/*.jpg
+    `NAME.tar.gz` is taken from `manual_dir` (or `data_dir/downloads/manual/`), else fetched into
+    `data_dir/downloads/`; it is unpacked safely, checked against the sha256 table if there is
+    one, and renamed into place. `DownloadError` says how to install by hand an archive that
+    cannot be fetched or is broken; `IntegrityError` names the files that differ.
     """
     spec = _spec(name)
     if not spec.redistributable:
@@ -166,10 +159,8 @@ def _spec(name):
 def resolve_dataset(name_or_dir, data_dir=None, *, download=True):
     """The folder to train on and its usual direction, `(folder, "AtoB" | "BtoA" | None)`.
 
-    `name_or_dir` is `None` (the synthetic facades, drawn on first use), a folder, or a key of
-    `DATASETS`: `data_dir/NAME` when present (checked against the sha256 table if there is
-    one; a symlink to another copy works), else downloaded when `download` allows, else
-    `DownloadError` says how to get it. `data_dir` defaults to `project_dir() / "data"`.
+    `name_or_dir`: `None` (the synthetic facades), a folder, or a key of `DATASETS`, which is
+    verified in `data_dir` (default `data/`) or downloaded if `download`, else `DownloadError`.
 
     >>> root, direction = resolve_dataset("facades")  # (Path("data/facades"), "BtoA")
     """
@@ -196,10 +187,7 @@ _download = download
 
 
 def find_real_facades(data_dir=None):
-    """The real facades folder, downloaded if needed, or `None` (offline, with a warning).
-
-    >>> root = find_real_facades() or make_synthetic_facades()
-    """
+    """The real facades folder, downloaded if needed, or `None` (offline, with a warning)."""
     try:
         return resolve_dataset("facades", data_dir)[0]
     except DownloadError as err:
@@ -208,14 +196,12 @@ def find_real_facades(data_dir=None):
 
 
 def write_aligned(a_root, b_root, out_root, *, splits=None, size=None):
-    """Combines `a_root/<split>/<name>` and `b_root/<split>/<name>` into aligned A|B images.
+    """Combines `a_root/<split>/<name>` and `b_root/<split>/<name>` into A|B `out_root/<split>/`.
 
-    Like the official `combine_A_and_B.py` (the `combine` command): `out_root/<split>/<name>`
-    keeps A's name and format (JPEG quality 95); both halves become RGB, A is resized to
-    `size` (an int or `(height, width)`; `None` keeps it) and B to A's size (`data.resize`).
-    `splits=None` means every split folder of `a_root`. Each split folder is replaced in one
-    rename, and only when every input of every split is good: else `BadImageError` names
-    each unreadable file or file without a partner. Returns `{split: pairs written}`.
+    Like the official `combine_A_and_B.py`: A keeps its name and format (JPEG quality 95), is
+    resized to `size` (int or `(height, width)`, `None` keeps it) and B to A's size. `splits`
+    defaults to every folder of `a_root`. Nothing is written unless every input is good, else
+    `BadImageError` names each bad or unpaired file. Returns `{split: pairs written}`.
     """
     a_root, b_root, out_root = Path(a_root), Path(b_root), Path(out_root)
     splits = sorted(d.name for d in a_root.iterdir() if d.is_dir()) if splits is None else splits
@@ -260,11 +246,10 @@ CITYSCAPES_STEPS = (
 
 
 def prepare_cityscapes(gtfine_dir, leftimg8bit_dir, out_dir, size=256):
-    """Builds `out_dir/{train,val}/<i>.jpg` (photo | label map; train BtoA) in one rename.
+    """Builds `out_dir/{train,val}/<i>.jpg` (photo | colour labels; train BtoA) in one rename.
 
-    Like junyanz's `prepare_cityscapes_dataset.py` (but val goes to `val/`): each
-    `<split>/<city>/*_gtFine_color.png` with its `leftImg8bit` photo, both resized to `size`
-    (labels NEAREST, keeping their colours), JPEG quality 100.
+    Like the official `prepare_cityscapes_dataset.py`, but val goes to `val/`; labels are resized
+    NEAREST to keep their colours.
     """
     out_dir = Path(out_dir)
     if (out_dir / "train").is_dir():
