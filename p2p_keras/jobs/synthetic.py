@@ -1,10 +1,7 @@
 """Procedurally drawn "synthetic facades": a pix2pix dataset that needs no download.
 
-Each pair is a CMP colour label map (the 12 classes of the CMP Facade Database, the source of the
-pix2pix `facades` data) and a rendered "photo" of the same layout: a wall with windows, doors,
-sills, cornices, mouldings, balconies, shutters, shop fronts and pillars, under sky, with
-texture, shadows and camera noise. Files follow the real data's layout,
-`out_dir/{train,val,test}/<i>.jpg`, photo (A) left and label map (B) right: train "BtoA".
+Each pair is a label map in the 12 CMP Facade classes and a "photo" of it (texture, shadows,
+camera noise), stored like the real `facades`: photo (A) left, label map (B) right, train "BtoA".
 """
 
 from __future__ import annotations
@@ -65,16 +62,8 @@ def _layout(rng, s):
     ww, wh = min(pitch * u(0.35, 0.6), floor_h * u(0.35, 0.6)), floor_h * u(0.45, 0.66)
     band = max(1.0, s * u(0.01, 0.025))  # thickness of mouldings, sills and cornices
     # Which elements this building has, roughly as often as on the real facades.
-    moldings, sills, cornices, shutters, balconies, deco, pillars, shop = rng.random(8) < (
-        0.6,
-        0.9,
-        0.6,
-        0.25,
-        0.5,
-        0.5,
-        0.3,
-        0.65,
-    )
+    odds = (0.6, 0.9, 0.6, 0.25, 0.5, 0.5, 0.3, 0.65)
+    moldings, sills, cornices, shutters, balconies, deco, pillars, shop = rng.random(8) < odds
     ground_top = s - ground
     if pillars:
         for x in np.concatenate([[left], (xs[1:] + xs[:-1]) / 2, [right]]):
@@ -195,17 +184,9 @@ def labels_to_rgb(classes) -> np.ndarray:
 
 
 def render_pair(rng, size: int = 256) -> tuple[np.ndarray, np.ndarray]:
-    """Renders one synthetic facade: a photo and its pixel-aligned CMP label map.
+    """Renders one synthetic facade: `(photo, label)`, uint8 `(size, size, 3)`, `size >= 32`.
 
-    Args:
-        rng: A `numpy.random.Generator`, or anything `np.random.default_rng` takes (an int).
-        size: Height and width in pixels, at least 32.
-
-    Returns:
-        `(photo, label)`, uint8 arrays `(size, size, 3)`; every label pixel is exactly one
-        `CMP_PALETTE` colour.
-
-    Example:
+    `rng` is a `numpy.random.Generator` or a seed; every label pixel is one `CMP_PALETTE` colour.
 
     >>> photo, label = render_pair(np.random.default_rng(0), size=64)
     """
@@ -219,26 +200,12 @@ def render_pair(rng, size: int = 256) -> tuple[np.ndarray, np.ndarray]:
 def make_synthetic_facades(
     out_dir=None, *, train=400, val=100, test=100, seed=0, size=256, overwrite=False
 ) -> Path:
-    """Writes the synthetic facades in the aligned pix2pix layout (a no-op when up to date).
+    """Writes `out_dir/{train,val,test}/<i>.jpg` (i from 1) unless up to date; returns `out_dir`.
 
-    Writes `out_dir/{train,val,test}/<i>.jpg` (i = 1..N), `size x 2*size` JPEGs (quality 95,
-    4:4:4 chroma so label colours stay crisp), photo left and label map right, and records the
-    parameters in `out_dir/synthetic.json`. Image `i` of a split depends only on
-    `(seed, split, i)`. The folder appears (or replaces an older synthetic one) in one rename,
-    so an interrupted run leaves nothing half-written. A non-empty folder without
-    `synthetic.json` (real data, say) is never touched: `FileExistsError`.
-
-    Args:
-        out_dir: Destination, default `project_dir() / "data" / "synthetic_facades"`.
-        train: Training pairs; `val`, `test`: validation and test pairs.
-        seed: Non-negative integer; the same seed gives byte-identical files.
-        size: Height of each image and width of each half, in pixels (at least 32).
-        overwrite: Redraw even when the folder is up to date.
-
-    Returns:
-        The folder.
-
-    Example:
+    `out_dir` defaults to `data/synthetic_facades`. JPEGs of quality 95 with 4:4:4 chroma keep
+    label colours crisp; the parameters go to `synthetic.json`. Image `i` of a split depends only
+    on `(seed, split, i)`. The folder appears in one rename; a non-empty one without
+    `synthetic.json` (real data, say) raises `FileExistsError`.
 
     >>> root = make_synthetic_facades("/tmp/facades_demo", train=4, val=2, test=2, size=64)
     """
