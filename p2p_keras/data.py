@@ -1,7 +1,7 @@
 """Paired image data for Pix2Pix: loading, checking, the paper's random jitter, atomic writes.
 
-Layouts: **aligned** `root/<split>/*.jpg`, A|B side by side (the pix2pix datasets), or
-**two-folder** `root/A/<split>/<name>` + `root/B/<split>/<name>`. Pillow decodes every file.
+Layouts: **aligned** `root/<split>/*.jpg` (A|B side by side, as the pix2pix datasets) or
+**two-folder** `root/A/<split>/<name>` + `root/B/<split>/<name>`.
 """
 
 from __future__ import annotations
@@ -45,40 +45,24 @@ class BadImageError(ValueError):
 
 
 def load_paired(
-    root,
-    split="train",
-    *,
-    direction="AtoB",
-    image_size=256,
-    load_size=286,
-    training=None,
-    batch_size=1,
-    seed=None,
-    cache="auto",
-    skip_bad=False,
-) -> tf.data.Dataset:
+    root, split="train", *, direction="AtoB", image_size=256, load_size=286, training=None,
+    batch_size=1, seed=None, cache="auto", skip_bad=False
+) -> tf.data.Dataset:  # fmt: skip
     """A `tf.data.Dataset` of `(input, target)` float32 batches in [-1, 1], `(batch, h, w, 3)`.
 
-    Every file is checked first with a full decode: bad files raise `BadImageError`, which
-    names each file and its problem. Training applies `jitter`, shuffles the whole split each
-    epoch and drops the last partial batch; evaluation resizes to `image_size` and keeps the
-    files in name order.
+    Every file is first checked with a full decode; bad files raise `BadImageError`. Training
+    applies `jitter`, shuffles the whole split each epoch and drops the last partial batch;
+    evaluation resizes to `image_size` and keeps name order.
 
     Args:
-        root: Dataset folder, aligned or two-folder layout; `split`: e.g. `"train"` or `"val"`.
         direction: `"AtoB"` (input = A, the left half) or `"BtoA"`.
-        image_size: Output size, an int or `(height, width)`; `load_size`: before the crop.
+        image_size: An int or `(height, width)`; `load_size`: the size before the crop.
         training: Jitter, shuffle and drop the remainder; `None` means `split == "train"`.
-        batch_size: Images per batch.
-        seed: Integer making shuffle, crops and flips reproducible (epochs still differ,
-            and so does a second iterator over the same dataset: call again to restart).
-        cache: `True` caches decoded, resized images in memory, a path in that file (delete it
-            after changing options), `False` decodes every epoch. `"auto"` caches in memory
-            when the decoded pairs fit in `CACHE_FRACTION` of the RAM, else warns and decodes
-            every epoch.
+        seed: Makes shuffle, crops and flips reproducible (epochs, and iterators, still differ).
+        cache: `True` caches decoded pairs in memory, a path in that file (delete it after
+            changing options), `False` decodes every epoch; `"auto"` caches in memory when
+            they fit in `CACHE_FRACTION` of the RAM, else warns and decodes every epoch.
         skip_bad: Skip bad files with a warning instead of raising.
-
-    Example:
 
     >>> inputs, targets = next(iter(load_paired("data/facades", direction="BtoA", seed=0)))
     """
@@ -160,13 +144,7 @@ def jitter(a, b, seed, image_size, load_size=None):
 
 
 def check_paired(root, splits=None) -> list[BadFile]:
-    """Checks every image file of a paired dataset with a full decode.
-
-    Returns a list of `BadFile` (empty when all is well) for `splits` (a name, a list, or
-    `None`: every split folder): empty, unrecognized or truncated files, aligned images that
-    are not A|B pairs, files without a partner, missing or empty splits.
-
-    Example:
+    """The `BadFile`s of `splits` (a name, a list, or `None`: all), each file fully decoded.
 
     >>> print(format_report(check_paired("data/facades")))
     No problems found.
@@ -194,14 +172,7 @@ def split_pair(image, direction="AtoB"):
 
 
 def normalize(images):
-    """Maps uint8 images to float32 in [-1, 1], as `load_paired` gives: `denormalize`'s inverse.
-
-    Args:
-        images: uint8 array or tensor, any shape.
-
-    Returns:
-        A float32 tensor of the same shape.
-    """
+    """Maps uint8 images to a float32 tensor in [-1, 1], as `load_paired` gives."""
     return tf.cast(images, tf.float32) / 127.5 - 1.0
 
 
@@ -216,27 +187,16 @@ def denormalize(images) -> np.ndarray:
 
 
 def resize(images, size_hw):
-    """Resizes uint8 images bicubically (as the official code), antialiased when shrinking.
+    """Resizes uint8 images (batched or not) to `size_hw`, bicubic as the official code.
 
-    The one resize of the package: training (`load_paired`, `jitter`) and test time
-    (`p2p_keras.inference.translate`) alike. The antialiasing matches Pillow's.
-
-    Args:
-        images: uint8 `(height, width, channels)` or `(batch, height, width, channels)`.
-        size_hw: `(height, width)` of the result.
-
-    Returns:
-        A uint8 tensor, rounded and clipped.
+    The package's one resize, for training and test time; antialiased like Pillow's.
     """
     resized = tf.image.resize(images, size_hw, method="bicubic", antialias=True)
     return tf.cast(tf.round(tf.clip_by_value(resized, 0.0, 255.0)), tf.uint8)
 
 
 def read_rgb(path) -> np.ndarray:
-    """Reads any image Pillow opens as a uint8 `(height, width, 3)` RGB array.
-
-    Grey, palette, alpha and CMYK images are converted; 16-bit values are scaled, not clipped.
-    """
+    """Reads any image Pillow opens as a uint8 RGB array; 16-bit values are scaled, not clipped."""
     with Image.open(os.fsdecode(path)) as im:
         if im.mode.startswith("I"):  # Pillow's convert() clips 16-bit values at 255
             im = Image.fromarray(np.clip(np.asarray(im) / 257 + 0.5, 0, 255).astype(np.uint8))
@@ -247,9 +207,8 @@ def read_rgb(path) -> np.ndarray:
 def atomic_path(path):
     """Yields a temporary path beside `path`, renamed onto it only if the block succeeds.
 
-    The name keeps the suffix (`.model.tmp-<pid>-<rand>.keras`), so `model.save`, `Image.save`
-    or `np.save` work unchanged; made a folder, it replaces any previous folder. On an
-    exception it is removed and the previous `path` is left as it was.
+    It keeps the suffix (`.model.tmp-<pid>-<rand>.keras`), for `model.save` and the like; a
+    folder replaces any previous folder. On an exception, `path` is left as it was.
 
     >>> with atomic_path("runs/config.json") as tmp:
     ...     tmp.write_text("{}")
@@ -298,12 +257,7 @@ def _two_folder(root):
 
 
 def pair_files(folders):
-    """The image files of the same name in every one of `folders`, and the others.
-
-    Returns:
-        `(paths, bad)`: one list of paths (one per folder) for each name, in name order; a
-        `BadFile` for each file without a partner.
-    """
+    """`(paths, bad)`: each name's paths in all `folders` (name order); `BadFile`s for the rest."""
     files = [
         {
             p.name: p
@@ -368,8 +322,7 @@ def _decode(path):
 
 def _fits_in_memory(n_pairs, size_hw, name):
     """Whether `n_pairs` decoded uint8 pairs of `size_hw` fit the memory cache; warns if not."""
-    needed = n_pairs * size_hw[0] * size_hw[1] * 3 * 2
-    limit = _cache_limit()
+    needed, limit = n_pairs * size_hw[0] * size_hw[1] * 3 * 2, _cache_limit()
     if needed <= limit:
         return True
     warnings.warn(
@@ -381,8 +334,7 @@ def _fits_in_memory(n_pairs, size_hw, name):
     return False
 
 
-def _cache_limit():
-    """Bytes the memory cache may take: `CACHE_FRACTION` of the physical memory."""
+def _cache_limit():  # in bytes
     try:
         return CACHE_FRACTION * os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     except (AttributeError, ValueError, OSError):  # no sysconf (Windows): no limit
