@@ -1,12 +1,7 @@
-"""One Pix2Pix training step, written for each Keras backend.
+"""One Pix2Pix training step per Keras backend; `Pix2Pix` inherits `BackendSteps`.
 
-The three steps do the same thing: run the generator once; update the discriminator on real
-and generated pairs (its loss halved); then update the generator on its adversarial loss
-against the *updated* discriminator plus lambda times L1. They differ only in how each
-framework computes gradients: a `tf.GradientTape` per network on TensorFlow, `backward()` on
-PyTorch, and on JAX pure functions of the variables' values, because JAX's `fit()` calls
-``train_step(state, data)`` with every variable's value passed in and expects the new values
-back. `Pix2Pix` inherits the class for the backend Keras runs on (`BackendSteps`).
+Each runs the generator once, updates the discriminator, then the generator against the
+*updated* discriminator; only how gradients are computed differs.
 """
 
 import keras
@@ -55,14 +50,10 @@ class TensorFlowSteps:
 
 
 class JaxSteps:
-    """The stateless step of the JAX backend.
+    """The stateless step of the JAX backend: pure functions of the variables' values.
 
-    ``state`` holds the values of the model's trainable variables (the generator's, then the
-    discriminator's), non-trainable variables (batch-norm statistics, dropout seeds, in the
-    same order), ``model.optimizer.variables`` (the `GANOptimizer`: the generator optimizer's,
-    then the discriminator optimizer's) and the metrics' variables. The step returns all of
-    them updated; `fit()` jit-compiles it and writes the values back into the variables at the
-    end.
+    ``state`` holds the values of the trainable, non-trainable, optimizer (`GANOptimizer`) and
+    metrics variables, the generator's before the discriminator's; the step returns them new.
     """
 
     def train_step(self, state, data):
@@ -119,8 +110,7 @@ class JaxSteps:
         return self.discriminator.stateless_call(weights, state, images, training=True)
 
     def test_step(self, state, data):
-        variables = self.trainable_variables + self.non_trainable_variables
-        variables += self.metrics_variables
+        variables = self.trainable_variables + self.non_trainable_variables + self.metrics_variables
         logs, values = self._stateless(self.test_losses, variables, sum(state, []), data)
         return logs, _split(values, self.trainable_variables, self.non_trainable_variables)
 
