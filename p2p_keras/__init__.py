@@ -13,41 +13,30 @@ from pathlib import Path
 
 __version__ = "0.1.0"
 
-# The public API: name -> module that defines it. Everything else is reached through its module
+# The public API, by the module that defines it. Everything else is reached through its module
 # (`p2p_keras.course`, `p2p_keras.jobs.datasets`, ...).
-_EXPORTS = {
-    "load_paired": "p2p_keras.data",
-    "jitter": "p2p_keras.data",
-    "build_unet_generator": "p2p_keras.generator",
-    "build_patchgan_discriminator": "p2p_keras.discriminator",
-    "Pix2Pix": "p2p_keras.model",
-    "SampleGrid": "p2p_keras.callbacks",
-    "LinearDecay": "p2p_keras.callbacks",
-    "StepBackup": "p2p_keras.callbacks",
-    "generate": "p2p_keras.inference",
-    "translate": "p2p_keras.inference",
-    "load_generator": "p2p_keras.inference",
-    "export": "p2p_keras.inference",
-    "fcn_score": "p2p_keras.segmenter",
-    "build_pix2pix": "p2p_keras.jobs.train",
-    "train": "p2p_keras.jobs.train",
-    "TrainOptions": "p2p_keras.jobs.options",
-    "evaluate": "p2p_keras.jobs.evaluate",
-    "convert_official": "p2p_keras.jobs.convert",
+_API = {
+    "data": ("load_paired", "jitter"),
+    "generator": ("build_unet_generator",),
+    "discriminator": ("build_patchgan_discriminator",),
+    "model": ("Pix2Pix",),
+    "callbacks": ("SampleGrid", "LinearDecay", "StepBackup"),
+    "inference": ("generate", "translate", "load_generator", "export"),
+    "segmenter": ("fcn_score",),
+    "jobs.train": ("build_pix2pix", "train"),
+    "jobs.options": ("TrainOptions",),
+    "jobs.evaluate": ("evaluate",),
+    "jobs.convert": ("convert_official",),
 }
+_EXPORTS = {name: f"p2p_keras.{module}" for module, names in _API.items() for name in names}
 _MODULES = ("losses", "metrics")
 
 __all__ = sorted([*_EXPORTS, "project_dir"]) + list(_MODULES)
 
 
 def project_dir():
-    """The folder that holds ``data/`` and ``runs/``.
-
-    Returns:
-        The repository root when the package is imported from a clone (a ``pyproject.toml``
-        beside the package folder), else the working directory (a pip install, Colab).
-        ``P2P_PROJECT_DIR`` overrides both.
-    """
+    """The folder that holds ``data/`` and ``runs/``: ``P2P_PROJECT_DIR``, else the repository
+    root in a clone (a ``pyproject.toml`` beside the package), else the working directory."""
     if os.environ.get("P2P_PROJECT_DIR"):
         return Path(os.environ["P2P_PROJECT_DIR"])
     root = Path(__file__).resolve().parent.parent
