@@ -20,7 +20,6 @@ def all_finite(logs):
 def sample_grid(*columns):
     """A uint8 grid of (N, H, W, C) image batches in [-1, 1], one per column, one row per image.
 
-    Example:
     >>> grid = sample_grid(inputs, generated, targets)  # rows of input | generated | target
     """
     return denormalize(np.concatenate(np.concatenate(columns, axis=2)))
@@ -29,11 +28,9 @@ def sample_grid(*columns):
 class SampleGrid(keras.callbacks.Callback):
     """Translates fixed pairs every `every` epochs (and the last) into a `sample_grid`.
 
-    Grids go to ``out_dir/epoch_NNN.png`` and TensorBoard (`log_dir`); the latest is
-    ``last_grid``. They are made in the paper's test-time mode with dropout drawn from seed 0,
-    not from the training noise, so they leave training (and resuming) exactly as it was.
+    Grids go to ``out_dir/epoch_NNN.png``, TensorBoard (`log_dir`) and ``last_grid``. Their
+    dropout is drawn from seed 0, not the training noise, so training is left as it was.
 
-    Example:
     >>> model.fit(train_ds, epochs=10, callbacks=[SampleGrid(x[:4], y[:4], out_dir="samples")])
     """
 
@@ -60,12 +57,10 @@ class SampleGrid(keras.callbacks.Callback):
 
 
 class LinearDecay(keras.callbacks.Callback):
-    """The official schedule: a constant learning rate, then a linear decay towards 0.
+    """The official ``--lr_policy linear``: a constant learning rate, then a decay towards 0.
 
-    Epoch ``e`` (from 1) trains at ``base * (1 - max(0, e - n_epochs) / (n_epochs_decay + 1))``,
-    as ``--lr_policy linear`` in the official code. `learning_rate`: the base rate; default:
-    each optimizer's rate when training first begins (pass it to resume: restored optimizers
-    hold a decayed rate)."""
+    `learning_rate`: the base rate; default: each optimizer's rate when training first begins
+    (pass it to resume: restored optimizers hold a decayed rate)."""
 
     def __init__(self, n_epochs, n_epochs_decay, learning_rate=None):
         super().__init__()
@@ -111,10 +106,9 @@ class BackupError(ValueError):
 class StepBackup(keras.callbacks.Callback):
     """Backs up the training state in `backup_dir` every `every` steps and at epoch ends.
 
-    A ``save_weights`` file and ``state.json`` (dropout's random state, epoch and step) let
-    `p2p_keras.jobs.train.train` resume at the exact step, counted from the batch index as in
-    `keras.callbacks.BackupAndRestore` (which restarts the epoch). The previous backup is kept
-    (``state.prev.json``). `initial_step`: the global step at which `fit` starts."""
+    Unlike `keras.callbacks.BackupAndRestore`, which restarts the epoch, training resumes at the
+    exact step (dropout's random state included). The previous backup is kept too.
+    `initial_step`: the global step at which `fit` starts."""
 
     STATE, PREVIOUS = "state.json", "state.prev.json"
 
@@ -162,9 +156,9 @@ class StepBackup(keras.callbacks.Callback):
 
     @classmethod
     def restore(cls, model, backup_dir):
-        """Loads the newest intact backup into `model` (built and compiled); warns when that is
-        the previous one. Returns its state (``epoch``, ``step_in_epoch``, ``global_step``), or
-        None without a backup. Raises a `BackupError` naming the damaged files."""
+        """Loads the newest intact backup into a built, compiled `model`; returns its state or None.
+
+        Warns when that is the previous backup; raises a `BackupError` if none is intact."""
         errors, paths = [], [pathlib.Path(backup_dir) / name for name in (cls.STATE, cls.PREVIOUS)]
         for path in filter(pathlib.Path.exists, paths):
             try:
@@ -180,8 +174,7 @@ class StepBackup(keras.callbacks.Callback):
             raise BackupError(f"{'; '.join(errors)}: {way_out}")
 
 
-def _read_state(path):
-    """The JSON dict in `path`, or {} if it is missing or unreadable."""
+def _read_state(path):  # the JSON dict in `path`, or {}
     with contextlib.suppress(OSError, ValueError):
         state = json.loads(pathlib.Path(path).read_text())
         return state if isinstance(state, dict) else {}
