@@ -1,9 +1,8 @@
 """The pix2pix generator: a U-Net (Ronneberger et al., 2015) of 4x4 stride-2 convolutions.
 
-The official code's `UnetGenerator` (junyanz/pytorch-CycleGAN-and-pix2pix), layer for layer, so
-its pretrained weights load (`p2p_keras.convert`). Paper, §6.1.1: encoder
-C64-C128-C256-C512-C512-C512-C512-C512, decoder CD512-CD1024-CD1024-C1024-C1024-C512-C256-C128
-(channels counted after the skip concatenation), then a convolution to the output and tanh.
+The official code's `UnetGenerator`, layer for layer, so its pretrained weights load. Paper,
+§6.1.1: encoder C64-C128-C256-C512-C512-C512-C512-C512, decoder
+CD512-CD1024-CD1024-C1024-C1024-C512-C256-C128 (channels after the skip concatenation).
 """
 
 import math

@@ -1,8 +1,7 @@
 """Building blocks of the generator and the discriminator.
 
-The paper (Isola et al., 2017, §6.1) builds both networks from ``Ck`` blocks
-(Convolution-Norm-ReLU with k filters) and ``CDk`` blocks (the same with 50% dropout). Every
-convolution is 4x4, with weights drawn from N(0, 0.02) as in the official code.
+The paper (§6.1) builds both from ``Ck`` (Convolution-Norm-ReLU, k filters) and ``CDk`` blocks
+(the same with 50% dropout): 4x4 convolutions, weights drawn from N(0, 0.02).
 """
 
 import keras
@@ -25,9 +24,8 @@ def check_norm(norm):
 def uses_bias(norm):
     """Whether the convolutions of a network normalised with `norm` have a bias.
 
-    As in the official code, batch norm's shift replaces the bias (in every block, even those
-    without a norm), while instance norm, which has no shift, keeps it. Without any norm the
-    convolutions keep their bias too.
+    As in the official code, batch norm's shift replaces it (in every block, even those without
+    a norm); instance norm (which has no shift) and no norm keep it.
     """
     check_norm(norm)
     return norm not in ("batch", "sync_batch")
@@ -36,11 +34,9 @@ def uses_bias(norm):
 def normalize(x, norm, prefix):
     """Applies the norm layer named by `norm` to `x` (nothing for None).
 
-    "batch" is BatchNormalization with gamma ~ N(1, 0.02), as in the official code; "sync_batch"
-    is the same layer with statistics over the global batch of a `tf.distribute` strategy (same
-    weights and names, so checkpoints move between the two). "instance" is GroupNormalization
-    with one group per channel and no affine parameters: PyTorch's
-    `InstanceNorm2d(affine=False)`, used by the official code.
+    "batch" has gamma ~ N(1, 0.02), as the official code; "sync_batch" is the same layer (same
+    weights) over a `tf.distribute` strategy's global batch. "instance" is the official code's
+    `InstanceNorm2d(affine=False)`: a GroupNormalization with one group per channel.
     """
     check_norm(norm)
     if norm in ("batch", "sync_batch"):

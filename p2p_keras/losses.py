@@ -1,7 +1,6 @@
 """The pix2pix objective: G* = arg min_G max_D L_cGAN(G, D) + lambda * L_L1(G), lambda = 100.
 
-Every loss is a mean over the batch and the discriminator's patches, written with `keras.ops`
-so it runs on any backend and under XLA.
+Each loss is a mean over the batch and the patches, in `keras.ops` (any backend, XLA).
 """
 
 from keras import ops
