@@ -3,12 +3,7 @@
 import keras
 from keras import ops
 
-from p2p_keras.losses import (
-    check_gan_loss,
-    discriminator_loss,
-    generator_gan_loss,
-    l1_loss,
-)
+from p2p_keras.losses import check_gan_loss, discriminator_loss, generator_gan_loss, l1_loss
 from p2p_keras.optimizers import default_optimizer
 from p2p_keras.steps import BackendSteps
 
@@ -17,24 +12,15 @@ from p2p_keras.steps import BackendSteps
 class Pix2Pix(BackendSteps, keras.Model):
     """A generator and a discriminator trained together as in Isola et al. (2017).
 
-    Each `train_step` runs the generator once, updates the discriminator on real and generated
-    pairs, then updates the generator on its adversarial loss plus ``l1_weight`` times the L1
-    distance to the target, against the updated discriminator: the paper's alternating
-    optimisation, with the discriminator's loss halved. `fit` logs ``d_loss``, ``g_loss``
-    (total), ``g_gan`` and ``g_l1``; `evaluate` and validation report the same losses with the
-    networks in inference mode. Calling the model runs the generator. The step is written for
-    each Keras backend (TensorFlow, JAX, PyTorch) in `p2p_keras.steps`.
-
-    The two networks keep their own optimizers, so `compile` takes ``generator_optimizer`` and
-    ``discriminator_optimizer`` instead of ``optimizer``; ``model.optimizer`` is a
-    `GANOptimizer` holding both, which is what Keras' trainers, callbacks and saving see.
+    Each step (`p2p_keras.steps`, per backend) updates the discriminator, then the generator
+    against the updated discriminator: the paper's alternating optimisation. `fit` logs
+    ``d_loss``, ``g_loss`` (total), ``g_gan`` and ``g_l1``; `evaluate` the same in inference
+    mode. Calling the model runs the generator. `compile` takes one optimizer per network;
+    ``model.optimizer`` is a `GANOptimizer` holding both, which is what Keras sees.
 
     Args:
-        generator: a `keras.Model` from images to images, e.g. `build_unet_generator()`.
-        discriminator: a `keras.Model` returning patch logits: conditional (inputs
-            ``[input_image, target_image]``) or unconditional (input ``target_image``), e.g.
-            `build_patchgan_discriminator()`.
-        **kwargs: passed to `keras.Model` (``name``...).
+        discriminator: returns patch logits; conditional (inputs ``[input_image,
+            target_image]``) or unconditional (input ``target_image``).
 
     Example:
     >>> model = Pix2Pix(build_unet_generator(), build_patchgan_discriminator())
@@ -57,36 +43,19 @@ class Pix2Pix(BackendSteps, keras.Model):
         self.built = True
 
     def compile(
-        self,
-        generator_optimizer=None,
-        discriminator_optimizer=None,
-        *,
-        gan_loss="vanilla",
-        l1_weight=100.0,
-        gan_weight=1.0,
-        **kwargs,
-    ):
-        """Configures training.
-
-        When a network computes in float16 (built under the "mixed_float16" dtype policy), its
-        optimizer is wrapped in a `keras.optimizers.LossScaleOptimizer` (dynamic loss scaling),
-        unless it already is one.
+        self, generator_optimizer=None, discriminator_optimizer=None, *, gan_loss="vanilla",
+        l1_weight=100.0, gan_weight=1.0, **kwargs
+    ):  # fmt: skip
+        """Configures training; a float16 network's optimizer gets dynamic loss scaling.
 
         Args:
-            generator_optimizer: optimizer for the generator; default `default_optimizer()`.
-            discriminator_optimizer: optimizer for the discriminator; default
-                `default_optimizer()`.
+            generator_optimizer, discriminator_optimizer: default `default_optimizer()`.
             gan_loss: "vanilla" (the paper's binary cross-entropy) or "lsgan".
-            l1_weight: lambda, the weight of the L1 term (100 in the paper; 0 for the GAN-only
-                ablations).
-            gan_weight: weight of the adversarial term; 0 trains the generator on L1 alone and
+            l1_weight: lambda, the L1 term's weight (100 in the paper).
+            gan_weight: the adversarial term's weight; 0 trains the generator on L1 alone and
                 leaves the discriminator untouched (the "L1" ablation).
-            **kwargs: passed to `keras.Model.compile` (``jit_compile``, ``steps_per_execution``,
-                ``run_eagerly``...).
-
-        Raises:
-            ValueError: ``optimizer``, ``loss`` or ``metrics`` is given: the two networks have
-                their own optimizers and the losses are the paper's.
+            **kwargs: passed to `keras.Model.compile`, except ``optimizer``, ``loss`` and
+                ``metrics`` (a ValueError).
         """
         check_gan_loss(gan_loss)
         for name in ("optimizer", "loss", "metrics"):
@@ -94,11 +63,9 @@ class Pix2Pix(BackendSteps, keras.Model):
                 fix = "pass generator_optimizer= and discriminator_optimizer="
                 raise ValueError(f"Pix2Pix.compile takes no {name}= ({fix}; see its docstring)")
         super().compile(**kwargs)
-        self.generator_optimizer = _with_loss_scaling(
-            generator_optimizer or default_optimizer(), self.generator
-        )
+        self.generator_optimizer = _with_loss_scaling(generator_optimizer, self.generator)
         self.discriminator_optimizer = _with_loss_scaling(
-            discriminator_optimizer or default_optimizer(), self.discriminator
+            discriminator_optimizer, self.discriminator
         )
         self.gan_loss = gan_loss
         self.l1_weight = float(l1_weight)
@@ -149,10 +116,8 @@ class Pix2Pix(BackendSteps, keras.Model):
 
     def get_config(self):
         config = super().get_config()
-        config.update(
-            generator=keras.saving.serialize_keras_object(self.generator),
-            discriminator=keras.saving.serialize_keras_object(self.discriminator),
-        )
+        for name in ("generator", "discriminator"):
+            config[name] = keras.saving.serialize_keras_object(getattr(self, name))
         return config
 
     @classmethod
@@ -165,17 +130,11 @@ class Pix2Pix(BackendSteps, keras.Model):
     def get_compile_config(self):
         # compile()'s own arguments are not recorded by keras.Model; without these two methods
         # load_model() would skip compile() and lose both optimizers' state.
-        return {
-            "generator_optimizer": keras.saving.serialize_keras_object(self.generator_optimizer),
-            "discriminator_optimizer": keras.saving.serialize_keras_object(
-                self.discriminator_optimizer
-            ),
-            "gan_loss": self.gan_loss,
-            "l1_weight": self.l1_weight,
-            "gan_weight": self.gan_weight,
-            "jit_compile": self.jit_compile,
-            "steps_per_execution": self.steps_per_execution,
-        }
+        names = ("gan_loss", "l1_weight", "gan_weight", "jit_compile", "steps_per_execution")
+        config = {name: getattr(self, name) for name in names}
+        for name in ("generator_optimizer", "discriminator_optimizer"):
+            config[name] = keras.saving.serialize_keras_object(getattr(self, name))
+        return config
 
     def compile_from_config(self, config):
         config = dict(config)
@@ -187,16 +146,9 @@ class Pix2Pix(BackendSteps, keras.Model):
 class GANOptimizer(keras.optimizers.Optimizer):
     """The generator's and the discriminator's optimizers, seen by Keras as one optimizer.
 
-    `Pix2Pix.compile` sets it as ``model.optimizer``, so that what Keras does with a model's
-    optimizer reaches both: its ``variables`` are both optimizers' variables (the JAX trainer
-    carries exactly these through `fit`), ``optimizers`` lets `LearningRateScheduler` and
-    `ReduceLROnPlateau` set both rates, ``iterations`` counts the generator's steps (TensorBoard)
-    and `fit` ends by finalizing both (``use_ema``). Each network's step applies its own
-    optimizer; this object applies nothing itself, and saves nothing of its own.
-
-    Args:
-        generator_optimizer: the generator's `keras.optimizers.Optimizer`.
-        discriminator_optimizer: the discriminator's.
+    As ``model.optimizer`` it passes on what Keras does with it: ``variables`` (which the JAX
+    trainer carries), the learning rate (`LearningRateScheduler`), ``iterations`` (the
+    generator's steps) and finalizing (``use_ema``). It applies and saves nothing itself.
     """
 
     def __init__(self, generator_optimizer, discriminator_optimizer, name="gan_optimizer"):
@@ -249,7 +201,8 @@ class GANOptimizer(keras.optimizers.Optimizer):
 
 
 def _with_loss_scaling(optimizer, network):
-    """Wraps `optimizer` for dynamic loss scaling when `network` computes in float16."""
+    """`optimizer` (None: `default_optimizer()`), with loss scaling if `network` uses float16."""
+    optimizer = optimizer or default_optimizer()
     needs_scaling = any(layer.compute_dtype == "float16" for layer in network.layers)
     if needs_scaling and not isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
         return keras.optimizers.LossScaleOptimizer(optimizer)
