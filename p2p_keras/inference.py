@@ -1,9 +1,7 @@
 """Using a trained generator: the paper's test-time mode, images of any size, model files, export.
 
-The paper runs the generator at test time "in exactly the same manner as during training":
-dropout stays on as noise, and batch norm uses the test batch's statistics (as the official
-code without ``--eval`` and the TF tutorial's ``training=True`` do). `generate` makes both
-switches explicit.
+The paper tests "in exactly the same manner as during training" (dropout on, the test batch's
+statistics), as the official code without ``--eval`` does; `generate` makes both switches explicit.
 """
 
 import json
@@ -62,19 +60,10 @@ def generate(generator, images, *, dropout=True, batch_stats=True, seed=None):
 
 
 def translate(generator, image, **modes):
-    """Translates one uint8 image of any size and returns the result at the image's size.
+    """Translates one uint8 image (H, W) or (H, W, C) of any size; the result has its size.
 
-    The image is resized to the generator's input size as in training (`p2p_keras.data.resize`:
-    bicubic, antialiased), its channels matched to the generator's (RGB to gray or gray
-    repeated), translated, and the result resized back.
-
-    Args:
-        generator: a generator `keras.Model` with a fixed input size.
-        image: uint8 array (H, W) or (H, W, C).
-        **modes: `dropout`, `batch_stats` and `seed`, as in `generate`.
-
-    Returns:
-        A uint8 array (H, W, output channels).
+    The image is resized to the generator's input as in training (`p2p_keras.data.resize`) and
+    its channels matched (RGB to gray, or gray repeated). `modes`: as in `generate`.
     """
     image = np.asarray(image)
     image = image[..., None] if image.ndim == 2 else image
@@ -90,11 +79,7 @@ def translate(generator, image, **modes):
 
 
 def translate_files(generator, paths, out_dir, *, paired=False, direction="AtoB", **modes):
-    """Translates image files with `translate` and writes ``out_dir/<stem>.png`` for each.
-
-    With `paired`, the files are aligned A|B pairs and their input half ("AtoB": the left)
-    is translated. Returns the written paths.
-    """
+    """Translates files (`paired`: A|B pairs' input half); returns ``out_dir/<stem>.png``s."""
     written = []
     for path in map(pathlib.Path, paths):
         image = split_pair(read_rgb(path), direction)[0] if paired else read_rgb(path)
@@ -114,10 +99,9 @@ INFO = "p2p_keras.json"  # what the package records inside a .keras file it writ
 
 
 def save_model(model, path, info=None):
-    """`model.save(path)` through `atomic_path`: a crash never leaves half a file.
+    """`model.save(path)` through `atomic_path`, with the JSON-able dict `info` inside.
 
-    `info`, a JSON-able dict (e.g. ``{"direction": "BtoA"}``), is stored inside the archive;
-    Keras ignores it and `model_info` reads it back.
+    Keras ignores `info` (e.g. ``{"direction": "BtoA"}``); `model_info` reads it back.
     """
     with atomic_path(path) as temporary:
         model.save(temporary)
@@ -140,13 +124,9 @@ class ModelFileError(ValueError):
 
 
 def load_generator(path, float32=True):
-    """Loads a generator (or a whole `Pix2Pix` model's generator) from a ``.keras`` file.
+    """Loads a generator (or a `Pix2Pix` model's generator) from a ``.keras`` file, safe mode on.
 
-    Safe mode is on. `float32` rebuilds a mixed-precision generator in float32 (`with_dtype`).
-
-    Raises:
-        ModelFileError: the file is missing, not a Keras model, or not an image-to-image
-            generator; the message names the file.
+    `float32` rebuilds a mixed-precision generator in float32. Raises `ModelFileError`.
     """
     path = pathlib.Path(path)
     if not path.is_file():
@@ -182,30 +162,16 @@ def with_dtype(model, dtype):
     return copy
 
 
-# Our names for the formats of Keras' `Model.export`.
-FORMATS = {"onnx": "onnx", "litert": "litert", "saved_model": "tf_saved_model"}
+FORMATS = {"onnx": "onnx", "litert": "litert", "saved_model": "tf_saved_model"}  # for Model.export
 
 
 def export(generator, path, format="onnx"):
-    """Writes `generator` to `path` through Keras' own `Model.export`.
+    """Writes `generator` (float32, inference mode, any batch size) atomically with `Model.export`.
 
-    The exported function takes float32 images in [-1, 1] of the generator's input size (any
-    batch size) and returns the generator's output in inference mode: batch-norm moving
-    statistics, no dropout. A mixed-precision generator is exported in float32. The file (or
-    SavedModel folder) is written atomically. ONNX needs `tf2onnx` and `onnx` on the
-    TensorFlow backend; LiteRT needs the TensorFlow or PyTorch backend (and `ai-edge-litert`
-    to run the file); `pip install -r requirements-backends.txt` installs them.
+    `format`: "onnx" (needs `tf2onnx` and `onnx`, TensorFlow backend), "litert" (TensorFlow or
+    PyTorch backend) or "saved_model"; ``requirements-backends.txt`` lists the packages.
+    Returns `path` as a `pathlib.Path`.
 
-    Args:
-        generator: a `keras.Model` from images to images, e.g. from `load_generator`.
-        path: the ``.onnx`` or ``.tflite`` file, or the SavedModel folder.
-        format: "onnx" (onnxruntime), "litert" (the LiteRT interpreter, formerly TFLite) or
-            "saved_model" (TensorFlow Serving, `tf.saved_model.load`).
-
-    Returns:
-        `path`, as a `pathlib.Path`.
-
-    Example:
     >>> export(load_generator("runs/facades/generator.keras"), "facades.onnx")
     >>> session = onnxruntime.InferenceSession("facades.onnx")
     >>> fake = session.run(None, {session.get_inputs()[0].name: images})[0]
