@@ -44,9 +44,8 @@ def project_dir():
 
 
 class _AfterKeras(importlib.abc.MetaPathFinder):
-    """Imports `p2p_keras.model` as soon as Keras is imported: that registers the package's
-    classes (`Pix2Pix`, `FusedAdam`) for `keras.saving.load_model` after ``import p2p_keras``,
-    without importing Keras, and TensorFlow with it, here."""
+    """Imports `p2p_keras.model` right after Keras, registering `Pix2Pix` and `FusedAdam` for
+    `keras.saving.load_model` without importing Keras (and TensorFlow) here."""
 
     def find_spec(self, name, path=None, target=None):
         if name != "keras":
