@@ -1,10 +1,7 @@
-"""An interactive demo in the browser: draw a label map, see what the generator makes of it.
+"""A browser demo after affinelayer's pix2pix-tensorflow: draw a label map, see its translation.
 
-After the classic pix2pix demos (affinelayer's pix2pix-tensorflow): one page, `demo.html`, that
-needs no internet, with a canvas, the CMP facade palette for facade models and the translation
-beside the canvas; a standard-library HTTP server runs one shared generator.
-
-    python -m p2p_keras demo --model results/facades_128/generator.keras --port 8000
+One offline page, `demo.html`, served with one shared generator by a standard-library server:
+``python -m p2p_keras demo --model results/facades_128/generator.keras --port 8000``
 """
 
 import http.server
@@ -47,15 +44,9 @@ def to_png(image):
 
 
 def example_label(kind, height, width):
-    """A facade label map for the page's example buttons.
+    """A facade label map for the example buttons, resized by nearest pixel, and its source.
 
-    Args:
-        kind: "test" (a label map of the facades test split if `data/facades` exists, else a
-            synthetic one) or "synthetic" (`p2p_keras.jobs.synthetic.render_pair`).
-        height, width: the size to return (nearest-neighbour: label colours stay exact).
-
-    Returns:
-        (uint8 array (height, width, 3), where it came from).
+    `kind`: "test" (one of `data/facades`' test split, if there, else synthetic) or "synthetic".
     """
     files = sorted((project_dir() / "data" / "facades" / "test").glob("*.jpg"))
     if kind == "test" and files:
@@ -136,19 +127,10 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 
 
 def make_server(model_path=None, host="127.0.0.1", port=8000):
-    """Loads a generator and returns the demo's server, not yet serving.
-
-    Args:
-        model_path: a generator `.keras` file; default `default_model()`.
-        host: the address to bind; 127.0.0.1 keeps the demo on this machine.
-        port: the port; 0 picks a free one (see `server.server_address`).
-
-    Returns:
-        A `http.server.ThreadingHTTPServer`; `serve_forever()` runs it, `info` describes the model.
+    """Loads a generator (default `default_model()`) and returns the demo's server, not serving.
 
     Example:
-
-    >>> server = make_server("generator.keras", port=0)
+    >>> server = make_server("generator.keras", port=0)  # 0: a free port, see server_address
     >>> threading.Thread(target=server.serve_forever, daemon=True).start()
     """
     path = pathlib.Path(model_path or default_model())

@@ -1,10 +1,7 @@
-"""Scoring translations: per-image L1, PSNR, SSIM; KID, FID; the FCN-score's `get_scores`.
+"""Scoring translations: per-image L1, PSNR, SSIM of (N, H, W, C) images in [-1, 1]; KID, FID.
 
-Per-pixel metrics reward a blurry average, which the adversarial loss exists to avoid: read
-them next to a baseline (the mean training photo scores well on them) and the FCN-score
-(`p2p_keras.segmenter`). KID and FID compare feature distributions instead; FID is strongly
-biased on ~100 images (the facades test split has 106), KID is unbiased and preferred there.
-The image metrics take images in [-1, 1], shaped (N, H, W, C).
+Per-pixel metrics reward a blurry average: read them next to a baseline and the FCN-score
+(`p2p_keras.segmenter`). FID is strongly biased on ~100 images; KID is unbiased.
 """
 
 import functools
@@ -20,18 +17,13 @@ def _pair(generated, targets):
     generated = np.asarray(generated, np.float32)
     targets = np.asarray(targets, np.float32)
     if generated.shape != targets.shape or generated.ndim != 4:
-        raise ValueError(
-            f"expected two (N, H, W, C) batches of one shape, got "
-            f"{generated.shape} and {targets.shape}"
-        )
+        shapes = f"{generated.shape} and {targets.shape}"
+        raise ValueError(f"expected two (N, H, W, C) batches of one shape, got {shapes}")
     return generated, targets
 
 
 def per_image_l1(generated, targets):
-    """Mean absolute error of each image, on the [-1, 1] scale.
-
-    Returns:
-        A float64 array of shape (N,).
+    """Mean absolute error of each image, on the [-1, 1] scale, as a float64 (N,) array.
 
     Example:
     >>> per_image_l1(np.zeros((2, 4, 4, 3)), np.full((2, 4, 4, 3), 0.5))
@@ -42,10 +34,9 @@ def per_image_l1(generated, targets):
 
 
 def per_image_psnr(generated, targets):
-    """Peak signal-to-noise ratio of each image in dB, with `tf.image.psnr`.
+    """Peak signal-to-noise ratio of each image in dB; the peak is [-1, 1]'s width (2).
 
-    The peak is the width of [-1, 1] (``max_val=2``): the same values as [0, 1] images with a
-    peak of 1, or uint8 with 255. Identical images score ``inf``.
+    The same values as [0, 1] images with a peak of 1; identical images score ``inf``.
     """
     generated, targets = _pair(generated, targets)
     return tf.image.psnr(generated, targets, max_val=2.0).numpy().astype(np.float64)
@@ -54,12 +45,8 @@ def per_image_psnr(generated, targets):
 def per_image_ssim(generated, targets):
     """Structural similarity of each image, with `tf.image.ssim` (Gaussian window 11, sigma 1.5).
 
-    Computed on images mapped to [0, 1] with ``max_val=1``, the usual convention (SSIM is not
-    shift-invariant, so [-1, 1] with ``max_val=2`` would differ). Images smaller than 11 pixels
-    use a window of their short side; identical images score 1.
-
-    Raises:
-        ValueError: for images smaller than 3x3.
+    On images mapped to [0, 1], the usual convention (SSIM is not shift-invariant). Images under
+    11 pixels use a window of their short side; under 3, `ValueError`.
     """
     generated, targets = _pair(generated, targets)
     size = min(11, *generated.shape[1:3])
@@ -75,9 +62,8 @@ PER_IMAGE = {"l1": per_image_l1, "psnr": per_image_psnr, "ssim": per_image_ssim}
 def get_scores(confusion):
     """phillipi/pix2pix's `get_scores` of a `(C, C)` confusion matrix (rows: the true classes).
 
-    Returns `(per_pixel_acc, class_acc, class_iou)`, a float and two `(C,)` arrays. As there,
-    each denominator gets 1e-12: a class absent from the labels and the predictions scores 0,
-    and counts in the means over classes.
+    Returns `(per_pixel_acc, class_acc, class_iou)`, a float and two `(C,)` arrays. As there, a
+    class absent from the labels and the predictions scores 0 (and counts in the means).
     """
     confusion = np.asarray(confusion, np.float64)
     hits, truths, predictions = np.diag(confusion), confusion.sum(1), confusion.sum(0)
@@ -93,12 +79,10 @@ def _features(features):
 
 
 def fid(real, fake):
-    """Fréchet Inception Distance between two feature sets, (N, D) and (M, D).
+    """Fréchet Inception Distance between two feature sets, (N, D) and (M, D), as pytorch-fid.
 
-    ``|mu1 - mu2|^2 + Tr(S1 + S2 - 2 (S1 S2)^(1/2))``, as pytorch-fid. The trace of the root
-    comes from the eigenvalues of the symmetric ``S1^(1/2) S2 S1^(1/2)`` (similar to ``S1 S2``),
-    which stays finite when the covariances are singular (fewer images than features). Compare
-    FIDs only at equal image counts: its expected value falls as the count grows.
+    The root's trace comes from the symmetric ``S1^(1/2) S2 S1^(1/2)``: finite for singular
+    covariances (fewer images than features). Compare FIDs only at equal image counts.
 
     Example:
     >>> rng = np.random.default_rng(0)
@@ -117,13 +101,8 @@ def fid(real, fake):
 def kid(real, fake, *, subsets=100, subset_size=1000, seed=0):
     """Kernel Inception Distance (Bińkowski et al., 2018): unbiased MMD² of two feature sets.
 
-    As the reference code: `subsets` random subsets of ``m = min(N, M, subset_size)`` features
-    per set, kernel ``k(x, y) = (x . y / D + 1) ** 3``, the unbiased MMD² (within-set sums
-    without their diagonals) averaged. One distribution twice scores about 0, slightly negative
-    values included.
-
-    Returns:
-        ``(mean, std)`` over the subsets (std 0 when every subset is the whole set).
+    The mean and std over `subsets` random subsets of ``min(N, M, subset_size)`` features per
+    set, kernel ``(x . y / D + 1) ** 3``, as the reference code; one distribution twice: about 0.
     """
     real, fake = _features(real), _features(fake)
     if real.shape[1] != fake.shape[1]:
@@ -139,9 +118,7 @@ def kid(real, fake, *, subsets=100, subset_size=1000, seed=0):
         within = k_xx.sum() - np.trace(k_xx) + k_yy.sum() - np.trace(k_yy)
         return within / (m * (m - 1)) - 2 * kernel(x, y).mean()
 
-    draws = [
-        (rng.choice(len(real), m, False), rng.choice(len(fake), m, False)) for _ in range(subsets)
-    ]
+    draws = [[rng.choice(len(x), m, False) for x in (real, fake)] for _ in range(subsets)]
     values = [mmd2(real[i], fake[j]) for i, j in draws]
     return float(np.mean(values)), float(np.std(values))
 
@@ -154,12 +131,10 @@ def _inception(weights):
 
 
 def inception_features(weights="imagenet"):
-    """A function ``images -> (N, 2048)`` array of InceptionV3's pool features.
+    """A function ``images in [-1, 1] -> (N, 2048)`` array of InceptionV3's pool features.
 
-    Images in [-1, 1] (what `inception_v3.preprocess_input` gives) are resized (bilinear) to
-    299x299, gray ones repeated to RGB. `weights`: "imagenet" (downloaded once into
-    ``~/.keras/models/``), a local copy of the no-top weights file, or None (random weights:
-    only to test the plumbing). Raises `RuntimeError` saying how to get missing weights.
+    `weights`: "imagenet" (downloaded once), a local no-top weights file or None (random: to
+    test the plumbing); missing weights raise `RuntimeError` saying how to get them.
     """
     try:
         model = _inception(weights)

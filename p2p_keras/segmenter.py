@@ -1,10 +1,7 @@
 """The paper's FCN-score, offline: segment generated photos, compare with the input labels.
 
-Per-pixel metrics (L1, PSNR, SSIM) reward a blur. The paper instead segments the generated
-photos and scores the result against the label maps they came from (Tables 1-3). Pretrained FCN
-weights cannot be downloaded offline, so a small U-Net is trained once on the dataset's own
-training photos and label maps (the colour-coded B halves, decoded by nearest palette colour:
-the 12 CMP classes of facades, the 19 evaluation classes of Cityscapes' 34 label ids).
+The paper's FCN weights cannot be downloaded offline, so a small U-Net is trained once on the
+dataset's training photos and label maps (12 CMP classes; Cityscapes' 19 evaluation classes).
 """
 
 import contextlib
@@ -21,8 +18,7 @@ from keras import layers, ops
 
 from p2p_keras import data, metrics, project_dir
 
-# Label colours of the pix2pix `facades` label maps, measured from the real data as the dominant
-# colours of flat label regions (samples of a jet-like colormap, in CMP class-index order).
+# The dominant colours of flat regions of the pix2pix `facades` label maps (a jet-like colormap).
 CMP_PALETTE = (
     ("background", (0, 0, 222)), ("facade", (0, 48, 255)), ("window", (0, 128, 255)),
     ("door", (0, 207, 255)), ("cornice", (32, 255, 224)), ("sill", (112, 254, 142)),
@@ -72,15 +68,9 @@ def _labelled(dataset):
 
 
 def decode_labels(label_images, dataset="facades", *, label_ids=False):
-    """Class index per pixel of colour label maps, by nearest palette colour.
+    """Class index per pixel (int32, by nearest colour) of label maps, uint8 or in [-1, 1].
 
-    Args:
-        label_images: `(..., H, W, 3)` label maps, uint8 or floats in [-1, 1].
-        dataset: `"facades"` (12 CMP classes) or `"cityscapes"`.
-        label_ids: Cityscapes only: return the 34 label ids instead of the 19 train ids.
-
-    Returns:
-        An int32 array `(..., H, W)`; -1 marks pixels the score ignores (Cityscapes void).
+    -1: pixels the score ignores (Cityscapes void); `label_ids`: Cityscapes' 34 label ids.
     """
     classes = _labelled(dataset)[2]
     rgb = np.asarray(label_images)
@@ -125,35 +115,14 @@ def _build_segmenter(num_classes, size, filters, seed):
 
 
 def load_or_train_segmenter(
-    dataset_root,
-    *,
-    dataset="facades",
-    seed=0,
-    epochs=40,
-    size=128,
-    filters=32,
-    cache_dir=None,
-    verbose="auto",
-):
-    """The FCN-score segmenter of a dataset: loaded from its cache, or trained once and cached.
+    dataset_root, *, dataset="facades", seed=0, epochs=40, size=128, filters=32, cache_dir=None,
+    verbose="auto"
+):  # fmt: skip
+    """The FCN-score segmenter of a dataset (photos -> logits): from its cache, or trained once.
 
-    It learns the real photos and label maps of the `train` split (either layout of
-    `load_paired`) with the paper's jitter (resized 1.12x, a random `size` crop, mirrored half
-    the time) and a cosine-decayed Adam rate, deterministically for a given seed, without
-    touching the global random state. It is saved in `cache_dir` (default
-    `data/.fcn/DATASET-CHECKSUM` in `project_dir()`, never in the dataset, which may be
-    read-only) with a checksum of those files and its settings: either changed, it is trained
-    again.
-
-    Args:
-        dataset_root: Dataset folder; A = photo, B = label map.
-        dataset: `"facades"` or `"cityscapes"`; others have no label side (`ValueError`).
-        seed: Of the weights, the shuffling and the jitter. epochs: Passes over the photos.
-        size: Side the segmenter works at. filters: Width of its first block (then doubled).
-        cache_dir: Folder of `segmenter.keras` and `segmenter.json`. verbose: `fit`'s.
-
-    Returns:
-        A `keras.Model`: photos in [-1, 1] -> class logits.
+    Trained on the `train` split's photos (A) and label maps (B) with the paper's jitter,
+    deterministically for a `seed`; cached in `cache_dir` (default `data/.fcn/DATASET-CHECKSUM`
+    in `project_dir()`) with the settings and a checksum of the files: either changed, retrained.
     """
     names = _labelled(dataset)[0]
     root = Path(dataset_root)
@@ -198,17 +167,10 @@ def load_or_train_segmenter(
 
 
 def load_labelled(root, split="test", dataset="facades", size=None):
-    """Photos (side A) and decoded label maps (side B) of a split, as `load_paired` reads them.
+    """Photos (A, in [-1, 1]) and decoded label maps (B, int32) of a split, `size` px square.
 
-    Label maps are decoded at the files' size, then resized by nearest pixel: a smooth resize
-    would blend two colours at a boundary into a third class.
-
-    Args:
-        root: Dataset folder, either layout. split: e.g. `"test"`. dataset: Its palette.
-        size: Side of both results; `None` keeps the files' (square halves).
-
-    Returns:
-        `(photos, labels)`: float32 `(N, size, size, 3)` in [-1, 1] and int32 `(N, size, size)`.
+    Label maps are decoded at the files' size (`size=None`: kept), then resized by nearest
+    pixel: a smooth resize would blend two colours at a boundary into a third class.
     """
     photos, labels, native = [], [], data.read_rgb(_split_files(Path(root), split)[0]).shape[0]
     for a, b in data.load_paired(root, split, image_size=native, training=False, batch_size=32):

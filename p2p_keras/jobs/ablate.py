@@ -1,10 +1,7 @@
 """The paper's ablations (Isola et al. 2017, Tables 1-3) as experiments you can run.
 
-A study trains variants of one `TrainOptions`, each changing only what the study varies, scores
-each with `p2p_keras.jobs.evaluate`, and writes one run per variant (``VARIANT/``),
-``results.json`` (after each variant) and ``results.md`` (ours next to the paper's). The paper's
-FCN-score rewards photos real enough to be segmented, where per-pixel metrics reward a blur:
-where the data has label maps, our FCN-scores stand beside the paper's.
+A study trains and scores variants of one `TrainOptions` and writes a run per variant,
+``results.json`` and ``results.md`` (our scores next to the paper's FCN-scores).
 """
 
 import collections
@@ -18,9 +15,8 @@ from p2p_keras.jobs.options import TrainOptions
 
 
 class Variant(collections.namedtuple("Variant", "name label loss networks paper")):
-    """A row of a study: its run's folder, the paper's label, its loss (a key of
-    `p2p_keras.losses.LOSS_ABLATIONS`), its network settings (`TrainOptions` fields) and the
-    paper's FCN-scores on Cityscapes labels->photo (the first three of `METRICS`)."""
+    """A row of a study. `loss`: a key of `p2p_keras.losses.LOSS_ABLATIONS`; `networks`:
+    `TrainOptions` fields; `paper`: the paper's FCN-scores (the first three of `METRICS`)."""
 
     @property
     def overrides(self):
@@ -62,7 +58,6 @@ PAPER_SCORES = {v.name: v.paper for variants in STUDIES.values() for v in varian
 PAPER_SCORES["Ground truth"] = (0.80, 0.26, 0.21)
 PAPER_TITLES = {
     "loss": "Table 1: FCN-scores for different losses",
-    # The paper trained this study at batch size 10, the others at 1; ours use `batch_size`.
     "generator": "Table 2: FCN-scores for different generator architectures (paper: batch 10)",
     "patch": "Table 3: FCN-scores for different discriminator receptive fields (L1+cGAN)",
 }
@@ -70,14 +65,10 @@ DEFAULTS = {"epochs": 20, "seed": 0}  # a study's starting budget, shorter than 
 
 # Our columns: FCN-scores (`p2p_keras.segmenter`, where there are label maps), then the rest.
 METRICS = {
-    "per_pixel_acc": "Per-pixel acc. ↑",
-    "per_class_acc": "Per-class acc. ↑",
+    "per_pixel_acc": "Per-pixel acc. ↑", "per_class_acc": "Per-class acc. ↑",
     "class_iou": "Class IOU ↑",
-    "l1": "L1 ↓",
-    "psnr": "PSNR (dB) ↑",
-    "ssim": "SSIM ↑",
-    "kid": "KID ↓",
-}
+    "l1": "L1 ↓", "psnr": "PSNR (dB) ↑", "ssim": "SSIM ↑", "kid": "KID ↓",
+}  # fmt: skip
 
 
 def select_variants(study, names=None):
@@ -185,14 +176,7 @@ def _table(header, rows):
 
 
 def render_results_markdown(study, results, budget=None, references=None):
-    """``results.md``: the budget, ours next to the paper's table, and each variant's samples.
-
-    Args:
-        study: "loss", "generator" or "patch".
-        results: `run_ablation`'s list (``results.json``'s "results").
-        budget: the options to state above the table (``results.json``'s "budget").
-        references: `evaluate`'s baseline rows ("mean photo", "real photos", ...).
-    """
+    """``results.md`` of ``results.json``'s parts: the budget, ours beside the paper's, samples."""
     lines = [f"# Ablation: {study} (the paper's {PAPER_TITLES[study].split(':')[0]})", ""]
     if budget:
         lines += ["Budget: " + ", ".join(f"{k} = {v}" for k, v in budget.items() if v is not None)]
@@ -205,11 +189,10 @@ def render_results_markdown(study, results, budget=None, references=None):
 
 
 def compare_with_paper(study, results, references=None):
-    """Markdown: the paper's FCN-scores for `study`, row by row, and ours beside them.
+    """Markdown: the paper's FCN-scores for `study` and ours beside them ("-": not run).
 
-    Rows the paper has but we did not run show "-". The "Ground truth" row (the paper's segmenter
-    on real photos, from Table 1) takes our "real photos" row of `references`; our other
-    baselines (the mean photo, ...) follow in italics.
+    The "Ground truth" row (Table 1's real photos) takes our "real photos" row of `references`;
+    our other baselines follow in italics.
     """
     references = dict(references or {})
     ours = {result["name"]: result for result in results}

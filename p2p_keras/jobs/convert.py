@@ -8,38 +8,24 @@ import hashlib
 import pathlib
 
 OFFICIAL_URL = "http://efrosgans.eecs.berkeley.edu/pix2pix/models-pytorch/{}.pth"
-# The official pretrained generators and the direction each expects.
-OFFICIAL_MODELS = {
-    "edges2shoes": "AtoB",
-    "sat2map": "AtoB",
-    "map2sat": "BtoA",
-    "facades_label2photo": "BtoA",
+OFFICIAL_MODELS = {  # the official pretrained generators and the direction each expects
+    "edges2shoes": "AtoB", "sat2map": "AtoB", "map2sat": "BtoA", "facades_label2photo": "BtoA",
     "day2night": "BtoA",
-}
+}  # fmt: skip
 
 
 def convert_official(source, out=None, *, direction=None, dropout=0.5, cache_dir=None):
     """Converts an official pix2pix `UnetGenerator` state dict into a Keras generator.
 
-    Depth (8 levels: unet_256, 7: unet_128), ngf, norm (batch or instance) and channels are read
-    from the state dict; ``num_batches_tracked`` may be present or not. PyTorch is needed only
-    to read the file.
+    Depth, ngf, norm (batch or instance) and channels are read from the state dict. Reading it
+    needs PyTorch (else `ImportError`); a file that is not such a state dict raises `ValueError`
+    naming its first wrong key.
 
     Args:
-        source: a state-dict file (``latest_net_G.pth``) or an official name
-            (`OFFICIAL_MODELS`), downloaded from `OFFICIAL_URL` into `cache_dir` (default the
-            Keras cache, ``~/.keras/models``), printing its sha256.
+        source: a state-dict file (``latest_net_G.pth``) or an official name (`OFFICIAL_MODELS`),
+            downloaded into `cache_dir` (default the Keras cache), printing its sha256.
         out: where to write the ``.keras`` file, with the direction recorded in it.
-        direction: the direction the model expects; default the official name's, if any.
-        dropout: the dropout rate of the converted network (dropout has no weights).
-
-    Returns:
-        The generator, a `keras.Model`.
-
-    Raises:
-        ValueError: the file is not such a state dict; the message names it and the first
-            missing or unexpected key.
-        ImportError: PyTorch is not installed.
+        direction: default the official name's, if any.
 
     Example:
     >>> generator = convert_official("facades_label2photo", "facades.keras")
@@ -86,14 +72,8 @@ def _fetch(source, cache_dir):
 
     if cache_dir is not None:  # Keras falls back to /tmp/.keras for a folder not yet there
         pathlib.Path(cache_dir).mkdir(parents=True, exist_ok=True)
-    path = pathlib.Path(
-        keras.utils.get_file(
-            f"pix2pix_{source}.pth",
-            OFFICIAL_URL.format(source),
-            cache_dir=cache_dir,
-            cache_subdir="models",
-        )  # fmt: skip
-    )
+    name, url = f"pix2pix_{source}.pth", OFFICIAL_URL.format(source)
+    path = pathlib.Path(keras.utils.get_file(name, url, cache_dir=cache_dir, cache_subdir="models"))
     digest = hashlib.sha256(path.read_bytes()).hexdigest()
     print(f"{source}: {path} sha256 {digest}")
     return path
@@ -167,8 +147,7 @@ def _assign(layer, state, prefix, path):
     else:  # Conv2d [out, in, kh, kw] and ConvTranspose2d [in, out, kh, kw] -> [kh, kw, ., .]
         values = [state[f"{prefix}.weight"].transpose(2, 3, 1, 0)]
         values += [state[f"{prefix}.bias"]] if layer.use_bias else []
-    shapes = [tuple(w.shape) for w in layer.weights]
-    if shapes != [v.shape for v in values]:
-        got = [v.shape for v in values]
+    shapes, got = [tuple(w.shape) for w in layer.weights], [v.shape for v in values]
+    if shapes != got:
         raise ValueError(f"{path}: {prefix} has shapes {got}, the generator needs {shapes}")
     layer.set_weights(values)

@@ -11,7 +11,8 @@ import numpy as np
 from PIL import Image
 
 from p2p_keras import metrics as m
-from p2p_keras.data import atomic_path, denormalize, load_paired
+from p2p_keras.callbacks import sample_grid
+from p2p_keras.data import atomic_path, load_paired
 from p2p_keras.inference import generate, load_generator, model_info
 
 METRICS = ("l1", "psnr", "ssim", "kid", "fid")
@@ -20,8 +21,7 @@ METRICS = ("l1", "psnr", "ssim", "kid", "fid")
 def translate_split(generator, dataset, *, dropout=True, batch_stats=True, seed=0):
     """Translates ``(input, target)`` batches; returns ``(inputs, generated, targets)`` arrays.
 
-    Batch `i` draws its dropout noise from ``seed + 100 * i`` (`generate` adds one per layer);
-    `seed=None`: fresh noise."""
+    Batch `i` draws its dropout noise from ``seed + 100 * i``; `seed=None`: fresh noise."""
     batches = [(np.asarray(x, np.float32), np.asarray(y, np.float32)) for x, y in dataset]
     if not batches:
         raise ValueError("the dataset yielded no images to evaluate")
@@ -74,21 +74,10 @@ def mean_photo(root, split="train", **options):
 
 
 def evaluate(
-    generator_or_path,
-    data=None,
-    split="val",
-    *,
-    dropout=True,
-    batch_stats=True,
-    seed=0,
-    out=None,
-    direction=None,
-    data_dir=None,
-    metrics=METRICS,
-    inception_weights="imagenet",
-    max_images=None,
-    fcn=True,
-):
+    generator_or_path, data=None, split="val", *, dropout=True, batch_stats=True, seed=0, out=None,
+    direction=None, data_dir=None, metrics=METRICS, inception_weights="imagenet", max_images=None,
+    fcn=True
+):  # fmt: skip
     """Translates a split, scores it beside the baselines, writes metrics.json and samples.png.
 
     Returns a JSON-ready dict: "rows" (see `score`), "unavailable" (what -> why), the settings.
@@ -96,16 +85,13 @@ def evaluate(
     Args:
         generator_or_path: a generator `keras.Model` or a ``generator.keras``/``pix2pix.keras``.
         data, data_dir: see `p2p_keras.jobs.datasets.resolve_dataset`.
-        split: the split to score; "val" falls back to "test" where there is none.
-        dropout, batch_stats: the test-time mode (see `p2p_keras.inference.generate`), the
-            paper's by default; with `batch_stats` images go one at a time, as there.
-        seed: of the dropout noise (see `translate_split`).
+        split: "val" falls back to "test" where there is none.
+        dropout, batch_stats: the test-time mode (`p2p_keras.inference.generate`), the paper's
+            by default; with `batch_stats` images go one at a time, as there.
         out: folder for ``metrics.json`` and ``samples.png`` (input | output | target).
         direction: default the run's ``config.json`` beside the model, else the dataset's.
-        metrics: see `score`; KID and FID need InceptionV3's `inception_weights` ("imagenet"
-            or a local file), else they are "unavailable", as anything missing is.
-        max_images: score at most this many. fcn: add the FCN-score where there are labels,
-            with each class's accuracy and IoU (``acc/NAME``, ``iou/NAME``).
+        metrics: see `score`; "kid" and "fid" use InceptionV3's `inception_weights` (or a file).
+        fcn: add the FCN-score where there are labels, with each class's ``acc/NAME``, ``iou/NAME``.
     """
     from p2p_keras.jobs.datasets import resolve_dataset
 
@@ -143,17 +129,17 @@ def evaluate(
     if out is not None:
         with atomic_path(pathlib.Path(out) / "metrics.json") as tmp:
             tmp.write_text(json.dumps(result, indent=2) + "\n")
+        rgb = [x[:4, ..., :3] if x.shape[-1] >= 3 else x[:4, ..., :1].repeat(3, -1) for x in images]
         with atomic_path(pathlib.Path(out) / "samples.png") as tmp:
-            Image.fromarray(sample_grid(*images)).save(tmp, format="PNG")
+            Image.fromarray(sample_grid(*rgb)).save(tmp, format="PNG")
     return result
 
 
 def fcn_scorer(root, split, inputs, unavailable, *, label_side=True):
     """photos -> FCN-scores against the label maps of `inputs` (`p2p_keras.segmenter`), or None.
 
-    The dataset is "facades" or "cityscapes" as in the folder's name; `label_side`: the inputs
-    are label maps, the first of `split`'s, read again (`load_labelled`: resized by nearest
-    pixel, not blended). Where there is no FCN-score, `unavailable["fcn"]` says why."""
+    The dataset ("facades" or "cityscapes") is named by the folder; `label_side`: the inputs are
+    label maps. Where there is no FCN-score, `unavailable["fcn"]` says why."""
     name = next((name for name in ("facades", "cityscapes") if name in root.name), root.name)
     try:
         from p2p_keras import segmenter
@@ -182,13 +168,6 @@ def _trained_direction(model_path):
     except (TypeError, OSError, ValueError):
         config = {}
     return model_info(model_path).get("direction") or config.get("direction")
-
-
-def sample_grid(inputs, generated, targets, rows=4):
-    """The first `rows` images as one uint8 picture, input | output | target on each row."""
-    columns = [denormalize(images[:rows]) for images in (inputs, generated, targets)]
-    columns = [c[..., :3] if c.shape[-1] >= 3 else np.repeat(c[..., :1], 3, -1) for c in columns]
-    return np.concatenate(np.concatenate(columns, axis=2), axis=0)
 
 
 def format_table(result, per_class=False):
