@@ -1,7 +1,6 @@
-"""The job behind ``python -m p2p_keras train``. In the run folder: ``generator.keras`` (each
-epoch), ``pix2pix.keras`` (both networks and optimizers), ``samples/epoch_NNN.png``,
-``history.csv``, TensorBoard ``logs/``, ``config.json`` (the resolved `TrainOptions`) and
-``backup/`` for ``resume``, each written atomically."""
+"""The job behind ``python -m p2p_keras train``. It writes, atomically, ``generator.keras`` (each
+epoch), ``pix2pix.keras`` (with optimizers), ``samples/``, ``history.csv``, TensorBoard ``logs/``,
+``config.json`` (the resolved `TrainOptions`) and ``backup/`` (for ``resume``)."""
 
 import contextlib
 import dataclasses
@@ -39,13 +38,9 @@ def default_load_size(image_size):
 def build_pix2pix(image_size=256, channels=3, *, filters=64, precision=None, **options):
     """Builds an uncompiled `Pix2Pix` with the paper's networks, or an ablation of them.
 
-    Args:
-        image_size: int or (height, width); `channels`: of input and output.
-        filters: first-layer width of both networks (the paper's ngf = ndf = 64).
-        precision: a dtype policy name, "auto" or None (see `TrainOptions`).
-        **options: `norm`, `skip_connections`, `dropout`, `patch_size`, `conditional`.
+    `image_size` is an int or `(height, width)`; `precision` as in `TrainOptions`; `**options`:
+    `norm`, `skip_connections`, `dropout`, `patch_size`, `conditional`.
 
-    Example:
     >>> model = build_pix2pix(64, filters=16, skip_connections=False)
     """
     size = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
@@ -64,18 +59,11 @@ def build_pix2pix(image_size=256, channels=3, *, filters=64, precision=None, **o
 
 
 def train(data=None, out=None, *, strategy=None, callbacks=(), **fields):
-    """Trains pix2pix and writes the run's outputs (see the module) in the run folder.
+    """Trains pix2pix, writes the run folder (see the module); returns ``(model, history)``.
 
-    Args:
-        data: a `TrainOptions`, or its ``data`` field; `out`: its ``out`` field.
-        strategy: a `tf.distribute.Strategy` (``batch_size`` is then the global batch);
-            default with ``mirrored``: `MirroredStrategy` on TensorFlow, Keras'
-            `keras.distribution.DataParallel` on JAX (over all devices); else none.
-        callbacks: extra Keras callbacks.
-        **fields: `TrainOptions` fields, e.g. ``epochs=5``, overriding those of `data`.
-
-    Returns:
-        ``(model, history)``; after a resume, `history` covers the resumed part.
+    `data` is a `TrainOptions` or its ``data`` field, `**fields` override its fields. `strategy`:
+    a `tf.distribute.Strategy`; with ``mirrored``, by default `MirroredStrategy` on TensorFlow,
+    `keras.distribution.DataParallel` on JAX. After a resume, `history` covers the resumed part.
 
     Raises:
         RunExistsError: the run folder holds a backup and ``resume`` is False.
@@ -125,10 +113,9 @@ def train(data=None, out=None, *, strategy=None, callbacks=(), **fields):
 def _train(options, out, train_ds, load_train, val_ds, replicas, callbacks):
     backup_dir, steps = out / "backup", options.steps_per_epoch
     model = build_pix2pix(options.image_size, **_pick(options, _BUILD_OPTIONS))
+    rate = options.learning_rate
     model.compile(
-        default_optimizer(options.learning_rate),
-        default_optimizer(options.learning_rate),
-        **_pick(options, _COMPILE_OPTIONS),
+        default_optimizer(rate), default_optimizer(rate), **_pick(options, _COMPILE_OPTIONS)
     )
     if options.init_generator:
         _init_generator(model.generator, options.init_generator)
@@ -138,19 +125,13 @@ def _train(options, out, train_ds, load_train, val_ds, replicas, callbacks):
     inputs, targets = next(iter(sample_source.unbatch().batch(options.samples).take(1)))
     backup = cbs.StepBackup(backup_dir, options.backup_every, state["global_step"])
     guard = cbs.StopOnNonFinite(f"The last good backup: {backup_dir}. --resume with a lower --lr")
-    run_callbacks = [
-        guard,
-        backup,
-        # The base rate is the option's: a resumed optimizer holds an already decayed rate.
-        cbs.LinearDecay(
-            options.epochs - options.decay_epochs, options.decay_epochs, options.learning_rate
-        ),
-        cbs.SampleGrid(inputs, targets, out / "samples", log_dir=out / "logs"),
-        cbs.GeneratorCheckpoint(out / "generator.keras"),
-        keras.callbacks.CSVLogger(str(out / "history.csv"), append=True),
-        keras.callbacks.TensorBoard(str(out / "logs"), write_graph=False),
-        *callbacks,
-    ]
+    # The base rate is the option's: a resumed optimizer holds an already decayed rate.
+    decay = cbs.LinearDecay(options.epochs - options.decay_epochs, options.decay_epochs, rate)
+    samples = cbs.SampleGrid(inputs, targets, out / "samples", log_dir=out / "logs")
+    checkpoint = cbs.GeneratorCheckpoint(out / "generator.keras")
+    csv_log = keras.callbacks.CSVLogger(str(out / "history.csv"), append=True)
+    tensorboard = keras.callbacks.TensorBoard(str(out / "logs"), write_graph=False)
+    run_callbacks = [guard, backup, decay, samples, checkpoint, csv_log, tensorboard, *callbacks]
     with atomic_path(out / "config.json") as temporary:
         config = {**dataclasses.asdict(options), "replicas": replicas}
         temporary.write_text(json.dumps(config, indent=2) + "\n")
