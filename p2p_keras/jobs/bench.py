@@ -1,13 +1,7 @@
-"""Training speed: the TF tutorial's loop against `Pix2Pix.fit` and its fast paths.
-
-Each mode runs in its own process (its own peak memory, dtype policy, threads) on the networks
-`build_pix2pix` makes from the `TrainOptions` given, fed one random batch; the figures are
-medians of the steps after the warm-up, in wall-clock seconds and in CPU seconds of all threads
-(steadier when other programs share the cores). Modes: ``tutorial`` (the TF pix2pix tutorial's
-``train_step``: the reference), ``fit`` (as ``train`` runs it), ``mixed`` (mixed precision),
-``xla`` / ``no_xla`` (``jit_compile`` on / off), ``pipeline`` (`load_paired` alone).
-``--backends jax torch`` also times ``fit`` on those Keras backends, when they are installed.
-"""
+"""Training speed, each mode in its own process on one random batch: ``tutorial`` (the TF pix2pix
+tutorial's ``train_step``, the reference), ``fit``, ``mixed``, ``xla``, ``no_xla``, ``pipeline``
+(`load_paired` alone), and ``fit`` on other Keras backends. Figures: medians of wall-clock and
+CPU seconds (steadier when other programs share the cores)."""
 
 import dataclasses
 import importlib.util
@@ -56,9 +50,8 @@ def run_from_args(args):
 def run_benchmark(options=None, modes=MODES, backends=(), *, steps=10, warmup=3):
     """Times `modes`, then ``fit`` on `backends`, each in a worker process, on `options`.
 
-    Returns ``{"config", "hardware", "results", "notes"}``; a result has "mode", "images_per_s",
-    "s_per_step", "cpu_s_per_step", "step_times", "peak_rss_mb", "ratio" and "cpu_ratio"
-    (against "tutorial"), or "error" when its worker failed.
+    Returns ``{"config", "hardware", "results", "notes"}``; each result has its timings and their
+    "ratio" and "cpu_ratio" to "tutorial", or an "error" when its worker failed.
     """
     if unknown := [mode for mode in modes if mode not in MODES]:
         raise ValueError(f"unknown mode(s) {unknown}; choose from {MODES}")

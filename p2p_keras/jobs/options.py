@@ -1,8 +1,6 @@
-"""The options of a training run, declared once in `TrainOptions`: `train`, the command line,
-ablations and the benchmark all read it. Each field carries its help (and choices) in its
-metadata, from which `add_arguments` makes the flags (``image_size`` -> ``--image-size``).
-No TensorFlow here, so ``--help`` answers at once.
-"""
+"""The options of a training run, declared once in `TrainOptions` for `train`, the command line,
+ablations and the benchmark: `add_arguments` makes a flag of each field from its metadata (help,
+choices). No TensorFlow here, so ``--help`` answers at once."""
 
 import argparse
 import dataclasses
