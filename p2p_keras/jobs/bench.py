@@ -51,8 +51,7 @@ def run_benchmark(options=None, modes=MODES, backends=(), *, steps=10, warmup=3)
     """Times `modes`, then ``fit`` on `backends`, each in a worker process, on `options`.
 
     Returns ``{"config", "hardware", "results", "notes"}``; each result has its timings and their
-    "ratio" and "cpu_ratio" to "tutorial", or an "error" when its worker failed.
-    """
+    "ratio" and "cpu_ratio" to "tutorial", or an "error" when its worker failed."""
     if unknown := [mode for mode in modes if mode not in MODES]:
         raise ValueError(f"unknown mode(s) {unknown}; choose from {MODES}")
     from p2p_keras.precision import cpu_info

@@ -18,7 +18,6 @@ def _train(args):
     train(options)
     out = options.out or project_dir() / "runs" / "pix2pix"
     print(f"Wrote {out}/generator.keras, samples/, history.csv and logs/")
-    return 0
 
 
 def _add_test_time_options(parser, dropout="on", bn_stats="batch"):
@@ -42,7 +41,6 @@ def _translate(args):
     options = {"paired": args.paired, "direction": args.direction, **_test_time(args)}
     written = translate_files(load_generator(args.model), args.inputs, args.out, **options)
     print(f"Wrote {len(written)} image(s) to {args.out}")
-    return 0
 
 
 def _evaluate(args):
@@ -58,36 +56,29 @@ def _evaluate(args):
     settings = {key: getattr(args, key) for key in keys}
     result = evaluate(args.model, args.data, args.split, **settings, **_test_time(args))
     print(format_table(result, per_class=args.per_class))
-    return 0
 
 
 def _export(args):
     from p2p_keras.inference import export, load_generator
 
     print(f"Wrote {export(load_generator(args.model), args.out, format=args.format)}")
-    return 0
 
 
 def _ablate(args):
     """Train every variant of a study with the same options and seed, score each, and write
     results.md next to the paper's table. The options a study varies are set per variant."""
     options = TrainOptions.from_args(args)
-    evaluation = {"split": args.eval_split, "max_images": args.max_eval_images}
-    ablate.run_ablation(
-        args.study, options, variants=args.variants, evaluation={**evaluation, **_test_time(args)}
-    )
+    evaluation = {"split": args.eval_split, "max_images": args.max_eval_images, **_test_time(args)}
+    ablate.run_ablation(args.study, options, variants=args.variants, evaluation=evaluation)
     print((ablate.study_dir(args.study, options) / "results.md").read_text())
-    return 0
 
 
 def _make_synthetic(args):
     from p2p_keras.jobs.synthetic import make_synthetic_facades
 
-    out = args.out or project_dir() / "data" / "synthetic_facades"
     sizes = {split: getattr(args, split) for split in ("train", "val", "test")}
-    written = make_synthetic_facades(out, **sizes, seed=args.seed, size=args.size)
+    written = make_synthetic_facades(args.out, **sizes, seed=args.seed, size=args.size)
     print(f"Synthetic facades in {written}")
-    return 0
 
 
 def _check_data(args):
@@ -103,14 +94,12 @@ def _combine(args):
 
     counts = write_aligned(args.a_root, args.b_root, args.out)
     print(", ".join(f"{split}: {count}" for split, count in counts.items()))
-    return 0
 
 
 def _download(args):
     from p2p_keras.jobs.datasets import download
 
     print(f"{args.name} is in {download(args.name, args.data_dir, manual_dir=args.manual_dir)}")
-    return 0
 
 
 def _convert(args):
@@ -120,11 +109,8 @@ def _convert(args):
     generator = convert_official(args.source, args.out, direction=args.direction)
     norm = "batch" if any("batchnorm" in layer.name for layer in generator.layers) else "instance"
     direction = model_info(args.out).get("direction") or "no direction recorded"
-    print(
-        f"Wrote {args.out}: unet_{generator.input_shape[1]}, "
-        f"ngf {generator.get_layer('down1_conv').filters}, {norm} norm, {direction}"
-    )
-    return 0
+    shape = f"unet_{generator.input_shape[1]}, ngf {generator.get_layer('down1_conv').filters}"
+    print(f"Wrote {args.out}: {shape}, {norm} norm, {direction}")
 
 
 def _demo(args):
@@ -134,7 +120,6 @@ def _demo(args):
     from p2p_keras.demo import serve
 
     serve(args.model, host=args.host, port=args.port)
-    return 0
 
 
 def build_parser():
@@ -161,8 +146,8 @@ def build_parser():
     sub.add_argument("--direction", choices=("AtoB", "BtoA"), default="AtoB")
     _add_test_time_options(sub)
 
-    scores = "score a generator (L1, PSNR, SSIM, KID, FID, FCN-score) beside baselines"
-    sub = command("evaluate", _evaluate, scores)
+    text = "score a generator (L1, PSNR, SSIM, KID, FID, FCN-score) beside baselines"
+    sub = command("evaluate", _evaluate, text)
     sub.add_argument("--model", required=True, help="generator.keras or pix2pix.keras")
     sub.add_argument("--split", default="val", help="split to score (default val, else test)")
     sub.add_argument("--out", help="folder for metrics.json and samples.png")
@@ -208,13 +193,12 @@ def build_parser():
     sub.add_argument("--manual-dir", help="folder holding NAME.tar.gz fetched by hand")
     add_arguments(sub, only=("data_dir",))
 
-    sub = command(
-        "convert-official",
-        _convert,
-        "convert an official pix2pix generator (PyTorch .pth) into a .keras file",
+    text = "convert an official pix2pix generator (PyTorch .pth) into a .keras file"
+    about = (
         "Convert a state dict saved by the official pix2pix code (latest_net_G.pth), or download "
-        f"an official pretrained one by name ({', '.join(OFFICIAL_MODELS)}) into the Keras cache.",
+        f"an official pretrained one by name ({', '.join(OFFICIAL_MODELS)}) into the Keras cache."
     )
+    sub = command("convert-official", _convert, text, about)
     sub.add_argument("source", help="a .pth state dict or an official model name")
     sub.add_argument("--out", required=True, help="the .keras file to write")
     sub.add_argument("--direction", choices=("AtoB", "BtoA"), help="default: the official one")
@@ -246,7 +230,7 @@ def main(argv=None):
     """Runs a command; returns the exit status. Expected errors print one line, not a trace."""
     args = build_parser().parse_args(argv)
     try:
-        return args.run(args)
+        return args.run(args) or 0  # a command returns None when it succeeds
     except Exception as error:
         if not _expected(error):
             raise

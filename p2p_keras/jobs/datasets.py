@@ -129,9 +129,8 @@ def download(name, data_dir=None, manual_dir=None):
             archive.unlink()  # a broken download is fetched afresh next time
         if isinstance(err, IntegrityError):
             raise
-        raise DownloadError(
-            f"{archive} is truncated, unsafe or no tar.gz ({err}). {steps}"
-        ) from err
+        message = f"{archive} is truncated, unsafe or no tar.gz ({err}). {steps}"
+        raise DownloadError(message) from err
     return target
 
 
@@ -248,9 +247,7 @@ CITYSCAPES_STEPS = (
 def prepare_cityscapes(gtfine_dir, leftimg8bit_dir, out_dir, size=256):
     """Builds `out_dir/{train,val}/<i>.jpg` (photo | colour labels; train BtoA) in one rename.
 
-    Like the official `prepare_cityscapes_dataset.py`, but val goes to `val/`; labels are resized
-    NEAREST to keep their colours.
-    """
+    Like the official `prepare_cityscapes_dataset.py`, but val goes to `val/`."""
     out_dir = Path(out_dir)
     if (out_dir / "train").is_dir():
         return out_dir

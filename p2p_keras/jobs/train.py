@@ -64,10 +64,8 @@ def train(data=None, out=None, *, strategy=None, callbacks=(), **fields):
     `data` is a `TrainOptions` or its ``data`` field, `**fields` override its fields. `strategy`:
     a `tf.distribute.Strategy`; with ``mirrored``, by default `MirroredStrategy` on TensorFlow,
     `keras.distribution.DataParallel` on JAX. After a resume, `history` covers the resumed part.
-
-    Raises:
-        RunExistsError: the run folder holds a backup and ``resume`` is False.
-        NonFiniteLossError: a loss became NaN or infinite; the last good backup is kept.
+    Raises `RunExistsError` if the run folder holds a backup and ``resume`` is False, and
+    `NonFiniteLossError` (keeping the last good backup) if a loss becomes NaN or infinite.
     """
     options = data if isinstance(data, TrainOptions) else TrainOptions(data=data)
     options = dataclasses.replace(options, **fields, **({} if out is None else {"out": out}))
