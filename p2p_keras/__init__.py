@@ -43,9 +43,15 @@ def project_dir():
     return root if (root / "pyproject.toml").exists() else Path.cwd()
 
 
+def _register():
+    """Registers the package's saved classes (`Pix2Pix`, `FusedAdam`, `BatchNormalization`)."""
+    for module in ("layers", "model"):
+        importlib.import_module(f"p2p_keras.{module}")
+
+
 class _AfterKeras(importlib.abc.MetaPathFinder):
-    """Imports `p2p_keras.model` right after Keras, registering `Pix2Pix` and `FusedAdam` for
-    `keras.saving.load_model` without importing Keras (and TensorFlow) here."""
+    """Runs `_register` right after Keras is imported, so `keras.saving.load_model` finds the
+    package's classes without importing Keras (and TensorFlow) here."""
 
     def find_spec(self, name, path=None, target=None):
         if name != "keras":
@@ -57,14 +63,14 @@ class _AfterKeras(importlib.abc.MetaPathFinder):
 
             def exec_module(module):
                 run(module)
-                importlib.import_module("p2p_keras.model")
+                _register()
 
             spec.loader.exec_module = exec_module
         return spec
 
 
 if "keras" in sys.modules:
-    importlib.import_module("p2p_keras.model")
+    _register()
 else:
     sys.meta_path.insert(0, _AfterKeras())
 

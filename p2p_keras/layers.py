@@ -5,9 +5,52 @@ The paper (§6.1) builds both from ``Ck`` (Convolution-Norm-ReLU, k filters) and
 """
 
 import keras
-from keras import layers
+from keras import layers, ops
 
 NORMS = ("batch", "sync_batch", "instance", None)
+
+
+@keras.saving.register_keras_serializable(package="p2p_keras")
+class BatchNormalization(layers.BatchNormalization):
+    """Keras' `BatchNormalization` (same weights, names and inference) whose training mode is
+    accurate in float32 on every backend.
+
+    Keras normalises as ``x * inv - mean * inv`` and, on PyTorch and in TensorFlow's
+    synchronized mode, takes the variance as ``E[x^2] - E[x]^2``: both cancel when a channel's
+    mean is large next to its spread, as happens at the U-Net's 2x2 levels with batch 1. This
+    layer centres first, with a second pass that corrects the mean's own rounding, and
+    normalises the centred values.
+    """
+
+    def call(self, inputs, training=None, mask=None):
+        if not (training and self.trainable) or mask is not None or self.renorm:
+            return super().call(inputs, training=training, mask=mask)
+        x = ops.cast(inputs, keras.backend.result_type(inputs.dtype, "float32"))
+        mean = self._mean(x)
+        centered = x - mean
+        shift = self._mean(centered)  # the first mean's rounding: x - (mean + shift) would lose it
+        centered, mean = centered - shift, mean + shift
+        variance = self._mean(ops.square(centered))
+        for moving, value in ((self.moving_mean, mean), (self.moving_variance, variance)):
+            value = ops.cast(ops.reshape(value, moving.shape), moving.dtype)
+            moving.assign(moving * self.momentum + value * (1.0 - self.momentum))
+        outputs = centered * ops.rsqrt(variance + self.epsilon)
+        outputs = outputs * ops.cast(self.gamma, x.dtype) if self.scale else outputs
+        outputs = outputs + ops.cast(self.beta, x.dtype) if self.center else outputs
+        return ops.cast(outputs, self.compute_dtype)
+
+    def _mean(self, x):
+        """The mean over the reduction axes; with ``synchronized``, over a `tf.distribute`
+        strategy's global batch."""
+        axes = self._reduction_axes
+        if not self.synchronized:
+            return ops.mean(x, axes, keepdims=True)
+        import tensorflow as tf  # synchronized is TensorFlow's alone
+
+        sums = [tf.reduce_sum(x, axes, True), tf.reduce_sum(tf.ones_like(x), axes, True)]
+        context = tf.distribute.get_replica_context()
+        total, count = context.all_reduce("sum", sums) if context else sums
+        return total / count
 
 
 def conv_init():
@@ -40,7 +83,7 @@ def normalize(x, norm, prefix):
     """
     check_norm(norm)
     if norm in ("batch", "sync_batch"):
-        return layers.BatchNormalization(
+        return BatchNormalization(
             momentum=0.9,
             epsilon=1e-5,
             gamma_initializer=keras.initializers.RandomNormal(1.0, 0.02),
