@@ -95,18 +95,21 @@ class Crash(keras.callbacks.Callback):
 def test_resume_continues_at_the_same_epoch_and_step(synthetic, tmp_path):
     out = tmp_path / "run"
     with pytest.raises(KeyboardInterrupt):
-        quick_train(synthetic, out, backup_every=1, callbacks=[Crash(6)])
+        quick_train(synthetic, out, epochs=3, backup_every=1, callbacks=[Crash(6)])
     state = json.loads((out / "backup" / StepBackup.STATE).read_text())
     assert (state["epoch"], state["step_in_epoch"], state["global_step"]) == (1, 2, 6)
     with pytest.raises(RunExistsError, match="--resume"):
-        quick_train(synthetic, out)
+        quick_train(synthetic, out, epochs=3)
     steps = []
     counter = keras.callbacks.LambdaCallback(on_train_batch_end=lambda b, logs: steps.append(b))
-    resumed, history = quick_train(synthetic, out, backup_every=1, resume=True, callbacks=[counter])
-    assert history.epoch == [1]  # the last call of fit ran epoch 2 (index 1)
-    assert steps == [0, 1]  # only the 2 steps left of 4 in epoch 2
-    assert int(resumed.generator_optimizer.iterations) == 8
-    assert int(resumed.discriminator_optimizer.iterations) == 8
+    resumed, history = quick_train(
+        synthetic, out, epochs=3, backup_every=1, resume=True, callbacks=[counter]
+    )
+    assert steps == [0, 1, 0, 1, 2, 3]  # the 2 steps left of 4 in epoch 2, then epoch 3
+    # The returned history had lost the interrupted epoch's rest (only the last fit's).
+    assert history.epoch == [1, 2] and len(history.history["g_l1"]) == 2
+    assert int(resumed.generator_optimizer.iterations) == 12
+    assert int(resumed.discriminator_optimizer.iterations) == 12
     # Weights equal to an uninterrupted run: tests/test_reliability.py, in fresh processes.
 
 

@@ -63,7 +63,7 @@ def train(data=None, out=None, *, strategy=None, callbacks=(), **fields):
 
     `data` is a `TrainOptions` or its ``data`` field, `**fields` override its fields. `strategy`:
     a `tf.distribute.Strategy`; with ``mirrored``, by default `MirroredStrategy` on TensorFlow,
-    `keras.distribution.DataParallel` on JAX. After a resume, `history` covers the resumed part.
+    `keras.distribution.DataParallel` on JAX. `history` covers the epochs this call ran.
     Raises `RunExistsError` if the run folder holds a backup and ``resume`` is False, and
     `NonFiniteLossError` (keeping the last good backup) if a loss becomes NaN or infinite.
     """
@@ -152,7 +152,12 @@ def _train(options, out, train_ds, load_train, val_ds, replicas, callbacks):
         train_ds = load_train()  # a second iterator over one pipeline reshuffles and re-jitters
         epoch += 1
     if epoch < options.epochs and guard.error is None:
-        history = fit_epochs(train_ds, epoch, options.epochs, steps)
+        rest = fit_epochs(train_ds, epoch, options.epochs, steps)
+        if history is not None:  # one history: the interrupted epoch's rest, then the others
+            rest.epoch = history.epoch + rest.epoch
+            rest.history = {key: history.history.get(key, []) + values
+                            for key, values in rest.history.items()}  # fmt: skip
+        history = rest
     if guard.error is not None:
         raise guard.error
     save_model(model.generator, out / "generator.keras")
