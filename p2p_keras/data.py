@@ -4,8 +4,6 @@ Layouts: **aligned** `root/<split>/*.jpg` (A|B side by side, as the pix2pix data
 **two-folder** `root/A/<split>/<name>` + `root/B/<split>/<name>`.
 """
 
-from __future__ import annotations
-
 import concurrent.futures
 import contextlib
 import dataclasses
@@ -97,8 +95,16 @@ def load_paired(
         a, b = normalize(a), normalize(b)
         return (a, b) if direction == "AtoB" else (b, a)
 
-    if cache == "auto":
-        cache = _fits_in_memory(len(pairs), load_hw, f"{root}/{split}")
+    if cache == "auto":  # in memory if the decoded uint8 pairs fit, else from disk every epoch
+        needed, limit = len(pairs) * load_hw[0] * load_hw[1] * 3 * 2, _cache_limit()
+        cache = needed <= limit
+        if not cache:
+            warnings.warn(
+                f"{root}/{split}: the decoded pairs need {needed / 1e9:.3g} GB, more than the "
+                f"memory cache's {limit / 1e9:.3g} GB ({CACHE_FRACTION:.0%} of the RAM); "
+                "decoding from disk every epoch instead. Pass cache=PATH for a file cache.",
+                stacklevel=2,
+            )
     # The whole split, each epoch: the cached pairs after a memory cache, else the file names
     # before decoding (a file cache then replays the first epoch's order).
     ds = tf.data.Dataset.from_tensor_slices(tuple(map(list, zip(*pairs, strict=True))))
@@ -187,10 +193,7 @@ def denormalize(images) -> np.ndarray:
 
 
 def resize(images, size_hw):
-    """Resizes uint8 images (batched or not) to `size_hw`, bicubic as the official code.
-
-    The package's one resize, for training and test time; antialiased like Pillow's.
-    """
+    """Resizes uint8 images (batched or not) to `size_hw`: bicubic, antialiased like Pillow."""
     resized = tf.image.resize(images, size_hw, method="bicubic", antialias=True)
     return tf.cast(tf.round(tf.clip_by_value(resized, 0.0, 255.0)), tf.uint8)
 
@@ -258,14 +261,7 @@ def _two_folder(root):
 
 def pair_files(folders):
     """`(paths, bad)`: each name's paths in all `folders` (name order); `BadFile`s for the rest."""
-    files = [
-        {
-            p.name: p
-            for p in sorted(Path(folder).iterdir())
-            if p.suffix.lower() in IMAGE_EXTENSIONS and p.name[0] != "."
-        }
-        for folder in folders
-    ]
+    files = [{p.name: p for p in sorted(Path(f).iterdir()) if _is_image(p)} for f in folders]
     names = sorted(set(files[0]).intersection(*files))
     bad = [
         BadFile(str(path), f"missing partner: {Path(other) / name} not found")
@@ -274,6 +270,10 @@ def pair_files(folders):
         if name not in names
     ]
     return [[f[name] for f in files] for name in names], bad
+
+
+def _is_image(path):
+    return path.suffix.lower() in IMAGE_EXTENSIONS and path.name[0] != "."
 
 
 def _collect(root, split):
@@ -286,10 +286,9 @@ def _collect(root, split):
     paths, bad = pair_files(folders)
     if not paths and not bad:
         return [], [BadFile(str(folders[0]), f"no image files ({', '.join(IMAGE_EXTENSIONS)})")]
+    pairs = []
     with concurrent.futures.ThreadPoolExecutor() as pool:  # Pillow decodes without the GIL
-        scans = pool.map(lambda pair: [(p, _scan(p, not two_folder)) for p in pair], paths)
-        pairs = []
-        for pair in scans:
+        for pair in pool.map(lambda pair: [(p, _scan(p, not two_folder)) for p in pair], paths):
             errors = [BadFile(str(path), problem) for path, problem in pair if problem]
             bad += errors
             if not errors:
@@ -318,20 +317,6 @@ def _decode(path):
     image = tf.numpy_function(read_rgb, [path], tf.uint8, stateful=False)
     image.set_shape([None, None, 3])
     return image
-
-
-def _fits_in_memory(n_pairs, size_hw, name):
-    """Whether `n_pairs` decoded uint8 pairs of `size_hw` fit the memory cache; warns if not."""
-    needed, limit = n_pairs * size_hw[0] * size_hw[1] * 3 * 2, _cache_limit()
-    if needed <= limit:
-        return True
-    warnings.warn(
-        f"{name}: the decoded pairs need {needed / 1e9:.3g} GB, more than the memory cache's "
-        f"{limit / 1e9:.3g} GB ({CACHE_FRACTION:.0%} of the RAM); decoding from disk every "
-        "epoch instead. Pass cache=PATH for a file cache.",
-        stacklevel=3,
-    )
-    return False
 
 
 def _cache_limit():  # in bytes

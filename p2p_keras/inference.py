@@ -15,6 +15,7 @@ from keras import layers
 from PIL import Image
 
 from p2p_keras.data import atomic_path, denormalize, normalize, read_rgb, resize, split_pair
+from p2p_keras.layers import BatchNormalization
 
 
 def seed_states(model):
@@ -101,8 +102,11 @@ INFO = "p2p_keras.json"  # what the package records inside a .keras file it writ
 def save_model(model, path, info=None):
     """`model.save(path)` through `atomic_path`, with the JSON-able dict `info` inside.
 
-    Keras ignores `info` (e.g. ``{"direction": "BtoA"}``); `model_info` reads it back.
+    A generator is saved with Keras' own `BatchNormalization` (the same in inference), so its
+    file loads with Keras alone. Keras ignores `info` (e.g. ``{"direction": "BtoA"}``);
+    `model_info` reads it back.
     """
+    model = with_dtype(model, batch_norm=layers.BatchNormalization)
     with atomic_path(path) as temporary:
         model.save(temporary)
         if info:
@@ -126,7 +130,8 @@ class ModelFileError(ValueError):
 def load_generator(path, float32=True):
     """Loads a generator (or a `Pix2Pix` model's generator) from a ``.keras`` file, safe mode on.
 
-    `float32` rebuilds a mixed-precision generator in float32. Raises `ModelFileError`.
+    `float32` rebuilds a mixed-precision generator in float32; its batch norm layers become the
+    package's float32-accurate ones. Raises `ModelFileError`.
     """
     path = pathlib.Path(path)
     if not path.is_file():
@@ -144,20 +149,28 @@ def load_generator(path, float32=True):
             f"{path}: holds a model {model.name!r} with input {model.input_shape} and output "
             f"{model.output_shape}; expected an image-to-image generator"
         )
-    return with_dtype(model, "float32") if float32 else model
+    return with_dtype(model, "float32" if float32 else None, batch_norm=BatchNormalization)
 
 
-def with_dtype(model, dtype):
-    """`model` if every layer computes in `dtype`, else a copy that does, with the same weights.
+def with_dtype(model, dtype=None, batch_norm=None):
+    """`model` if every layer computes in `dtype` and every batch norm layer is a `batch_norm`
+    (None: any), else a copy that is, with the same weights.
 
     Example:
     >>> save_model(with_dtype(generator, "float16"), "generator.keras")  # half the file
     """
-    if all(layer.dtype_policy.name == dtype for layer in model.layers):
+
+    def target(layer):
+        swap = batch_norm is not None and isinstance(layer, layers.BatchNormalization)
+        return batch_norm if swap else type(layer)
+
+    def rebuild(layer):
+        config = layer.get_config()
+        return target(layer).from_config({**config, "dtype": dtype} if dtype else config)
+
+    if all(target(x) is type(x) and dtype in (None, x.dtype_policy.name) for x in model.layers):
         return model
-    copy = keras.models.clone_model(
-        model, clone_function=lambda x: x.__class__.from_config({**x.get_config(), "dtype": dtype})
-    )
+    copy = keras.models.clone_model(model, clone_function=rebuild)
     copy.set_weights(model.get_weights())  # cast to the copy's variables' dtype
     return copy
 

@@ -212,14 +212,24 @@ def test_save_and_load_keep_jit_compile_and_steps_per_execution(tmp_path):
 
 
 def test_generator_exports_alone_without_the_package(tmp_path):
+    """The package's `BatchNormalization` made a saved generator need the package to load."""
+    from p2p_keras.inference import generate, load_generator, save_model
+    from p2p_keras.layers import BatchNormalization
+
     model = small_model()
     model.compile()
-    model.generator.save(tmp_path / "generator.keras")
+    save_model(model.generator, tmp_path / "generator.keras")
     with zipfile.ZipFile(tmp_path / "generator.keras") as archive:
         assert "p2p_keras" not in archive.read("config.json").decode()
     generator = keras.saving.load_model(tmp_path / "generator.keras", compile=False)
     x, _ = batch()
     np.testing.assert_array_equal(generator(x), model.generator(x))
+    batch_stats = [generate(g, x, dropout=False) for g in (generator, model.generator)]
+    np.testing.assert_allclose(*batch_stats, atol=1e-6)
+    loaded = load_generator(tmp_path / "generator.keras")
+    norms = [layer for layer in loaded.layers if "batchnorm" in layer.name]
+    assert norms and all(type(layer) is BatchNormalization for layer in norms)
+    np.testing.assert_array_equal(loaded(x), model.generator(x))
 
 
 def test_mixed_float16_wraps_optimizers_and_keeps_float32_outputs():

@@ -1,8 +1,5 @@
-"""The paper's ablations (Isola et al. 2017, Tables 1-3) as experiments you can run.
-
-A study trains and scores variants of one `TrainOptions` and writes a run per variant,
-``results.json`` and ``results.md`` (our scores next to the paper's FCN-scores).
-"""
+"""The paper's ablations (Isola et al. 2017, Tables 1-3): a study trains and scores variants of one
+`TrainOptions`, writing a run per variant, ``results.json`` and ``results.md`` (vs the paper)."""
 
 import collections
 import dataclasses
@@ -76,8 +73,7 @@ def select_variants(study, names=None):
     if study not in STUDIES:
         raise ValueError(f"study must be one of {tuple(STUDIES)}, got {study!r}")
     known = [variant.name for variant in STUDIES[study]]
-    unknown = [name for name in names or () if name not in known]
-    if unknown:
+    if unknown := [name for name in names or () if name not in known]:
         raise ValueError(f"unknown {study} variants {unknown}; choose from {known}")
     return [variant for variant in STUDIES[study] if names is None or variant.name in names]
 
@@ -107,8 +103,7 @@ def run_ablation(study, options=None, *, variants=None, evaluation=None, **field
         options: the `TrainOptions` all variants start from (default: `DEFAULTS`); ``out``
             is the study's folder (see `study_dir`); ``resume`` continues a study.
         variants: names of the variants to run (default all), e.g. ``["l1", "l1+cgan"]``.
-        evaluation: arguments for `p2p_keras.jobs.evaluate.evaluate`: ``split`` ("val", else
-            "test"), ``dropout``, ``batch_stats``, ``max_images``, ``fcn``, ``metrics``...
+        evaluation: keyword arguments of `p2p_keras.jobs.evaluate.evaluate` (``split``...).
         **fields: `TrainOptions` fields changing `options`, except those the study varies.
 
     Returns:
@@ -126,8 +121,7 @@ def run_ablation(study, options=None, *, variants=None, evaluation=None, **field
     base = options or TrainOptions(**DEFAULTS)
     studied = {key for variant in chosen for key in variant.overrides}
     changed = {k for k in studied if getattr(base, k) != getattr(TrainOptions(), k)}
-    clash = sorted(changed | (studied & set(fields)))
-    if clash:
+    if clash := sorted(changed | (studied & set(fields))):
         raise ValueError(f"the {study} study sets {clash} itself for each variant; don't pass them")
     base = dataclasses.replace(base, **fields)
     check_image_size(chosen, base.image_size)
@@ -164,15 +158,10 @@ def _write(path, text):
         temporary.write_text(text + "\n", encoding="utf-8")
 
 
-def _format(value, digits=4):
+def _format(value):
     if value is None:
         return "n/a"
-    return f"{value:.{digits}g}" if isinstance(value, float) else str(value)
-
-
-def _table(header, rows):
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    return lines + ["| " + " | ".join(cells) + " |" for cells in rows]
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
 def render_results_markdown(study, results, budget=None, references=None):
@@ -189,11 +178,8 @@ def render_results_markdown(study, results, budget=None, references=None):
 
 
 def compare_with_paper(study, results, references=None):
-    """Markdown: the paper's FCN-scores for `study` and ours beside them ("-": not run).
-
-    The "Ground truth" row (Table 1's real photos) takes our "real photos" row of `references`;
-    our other baselines follow in italics.
-    """
+    """Markdown: the paper's FCN-scores for `study` and ours beside them ("-": not run); our
+    "real photos" reference fills "Ground truth", the other `references` follow in italics."""
     references = dict(references or {})
     ours = {result["name"]: result for result in results}
     ours["Ground truth"] = references.pop("real photos", None)
@@ -209,9 +195,9 @@ def compare_with_paper(study, results, references=None):
         + [_format(ours[name].get(n)) if ours.get(name) else "-" for n in names]
         for label, name in rows
     ]
-    note = (
-        "The paper's scores are on Cityscapes (256x256, 200 epochs), ours on our data at our "
-        "budget: compare orderings, not values. Per-pixel metrics favour the blurry average."
-    )
+    note = "The paper's scores are on Cityscapes (256x256, 200 epochs), ours on our data at our "
+    note += "budget: compare orderings, not values. Per-pixel metrics favour the blurry average."
+    table = ["| " + " | ".join(row) + " |" for row in [header, *cells]]
+    table.insert(1, "|" + "---|" * len(header))
     title = f"*{PAPER_TITLES[study]}, Cityscapes labels->photo*"
-    return "\n".join([title, "", *_table(header, cells), "", note, ""])
+    return "\n".join([title, "", *table, "", note, ""])

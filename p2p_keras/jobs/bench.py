@@ -1,7 +1,6 @@
-"""Training speed, each mode in its own process on one random batch: ``tutorial`` (the TF pix2pix
-tutorial's ``train_step``, the reference), ``fit``, ``mixed``, ``xla``, ``no_xla``, ``pipeline``
-(`load_paired` alone), and ``fit`` on other Keras backends. Figures: medians of wall-clock and
-CPU seconds (steadier when other programs share the cores)."""
+"""Training speed of each of `MODES` (``tutorial``: the TF pix2pix tutorial's ``train_step``, the
+reference; ``pipeline``: `load_paired` alone), and of ``fit`` on other Keras backends, each in its
+own process on one random batch: medians of wall-clock and CPU seconds."""
 
 import dataclasses
 import importlib.util
@@ -48,10 +47,9 @@ def run_from_args(args):
 
 
 def run_benchmark(options=None, modes=MODES, backends=(), *, steps=10, warmup=3):
-    """Times `modes`, then ``fit`` on `backends`, each in a worker process, on `options`.
-
-    Returns ``{"config", "hardware", "results", "notes"}``; each result has its timings and their
-    "ratio" and "cpu_ratio" to "tutorial", or an "error" when its worker failed."""
+    """Times `modes`, then ``fit`` on `backends`, each in a worker process. Returns ``{"config",
+    "hardware", "results", "notes"}``; a result has its timings and their "ratio" and "cpu_ratio"
+    to "tutorial", or an "error" when its worker failed."""
     if unknown := [mode for mode in modes if mode not in MODES]:
         raise ValueError(f"unknown mode(s) {unknown}; choose from {MODES}")
     from p2p_keras.precision import cpu_info
@@ -60,10 +58,10 @@ def run_benchmark(options=None, modes=MODES, backends=(), *, steps=10, warmup=3)
     flags = " ".join(f for f in ("avx2", "avx512f", "avx512_bf16", "amx_bf16") if f in flags)
     config = {"steps": steps, "warmup": warmup, **dataclasses.asdict(options or TrainOptions())}
     hardware = {"cpu": f"{cpu} ({os.cpu_count()} cores, {flags or 'no AVX2'})"}
-    report = {"config": config, "hardware": hardware, "results": [], "notes": []}
-    hardware["load_before"] = os.getloadavg()[0]
     missing = [name for name in backends if importlib.util.find_spec(name) is None]
-    report["notes"] += [f"backend {name}: not installed (pip install {name})" for name in missing]
+    notes = [f"backend {name}: not installed (pip install {name})" for name in missing]
+    report = {"config": config, "hardware": hardware, "results": [], "notes": notes}
+    hardware["load_before"] = os.getloadavg()[0]
     jobs = [(mode, None) for mode in modes] + [("fit", b) for b in backends if b not in missing]
     for mode, backend in jobs:
         print(f"[bench] {mode} {backend or ''}...", flush=True)
@@ -120,10 +118,8 @@ def format_table(report):
     return "\n".join(lines + [""] * bool(notes) + notes)
 
 
-# --------------------------------------------------------------------------- worker side
-
-
 def _worker(config):
+    """Worker side: times `config["mode"]` and prints the result as the last line, in JSON."""
     import keras
     import tensorflow as tf
 
@@ -147,7 +143,7 @@ def _worker(config):
         gpu=tf.config.experimental.get_device_details(gpus[0]).get("device_name") if gpus else None,
         versions=f"TensorFlow {tf.__version__}, Keras {keras.__version__}",
     )
-    print(json.dumps(result))  # the last line of the output: the parent reads it
+    print(json.dumps(result))
 
 
 def _setup(options, **build):

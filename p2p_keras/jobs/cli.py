@@ -44,12 +44,11 @@ def _translate(args):
 
 
 def _evaluate(args):
-    """Score a generator on a split beside the mean photo, the input as output and (FCN-score)
-    the real photos, in the paper's test-time mode by default, seeded: the same command twice
-    prints the same numbers. With --out, write metrics.json (every class's FCN-score too) and
-    samples.png (input | output | target). KID and FID need InceptionV3 ImageNet weights
-    (downloaded by Keras, or --inception-weights FILE); without them they are reported
-    unavailable."""
+    """Score a generator on a split beside the mean photo, the input as output and (FCN-score) the
+    real photos, in the paper's test-time mode by default, seeded: the same command twice prints the
+    same numbers. With --out, write metrics.json (every class's FCN-score too) and samples.png
+    (input | output | target). KID and FID need InceptionV3 ImageNet weights (downloaded by Keras,
+    or --inception-weights FILE); without them they are reported unavailable."""
     from p2p_keras.jobs.evaluate import evaluate, format_table
 
     keys = ("out", "direction", "data_dir", "max_images", "seed", "inception_weights")
@@ -124,9 +123,8 @@ def _demo(args):
 
 def build_parser():
     """The argument parser of every command; it imports no TensorFlow."""
-    parser = argparse.ArgumentParser(
-        prog="python -m p2p_keras", description="Pix2Pix in Keras 3: train, translate, data."
-    )
+    about = "Pix2Pix in Keras 3: train, translate, data."
+    parser = argparse.ArgumentParser(prog="python -m p2p_keras", description=about)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def command(name, run, help, description=None):
@@ -158,9 +156,8 @@ def build_parser():
     add_arguments(sub, only=("data", "direction", "data_dir"))
     _add_test_time_options(sub)
 
-    sub = command(
-        "ablate", _ablate, "train and score one of the paper's ablation studies (Tables 1-3)"
-    )
+    text = "train and score one of the paper's ablation studies (Tables 1-3)"
+    sub = command("ablate", _ablate, text)
     sub.add_argument("--study", required=True, choices=tuple(ablate.STUDIES))
     sub.add_argument("--variants", nargs="+", help="only these variants (default: all)")
     sub.add_argument("--eval-split", default="val", help="split to score (default val)")
@@ -169,9 +166,8 @@ def build_parser():
     sub.set_defaults(**ablate.DEFAULTS)
     _add_test_time_options(sub, dropout="off", bn_stats="moving")
 
-    bench.add_arguments(
-        command("bench", bench.run_from_args, "time the TF tutorial's loop against fit and more")
-    )
+    text = "time the TF tutorial's loop against fit and more"
+    bench.add_arguments(command("bench", bench.run_from_args, text))
 
     sub = command("make-synthetic", _make_synthetic, "write the synthetic facades dataset")
     sub.add_argument("--out", help="folder (default: data/synthetic_facades)")
@@ -208,31 +204,24 @@ def build_parser():
     sub.add_argument("--format", choices=("onnx", "litert", "saved_model"), default="onnx")
     sub.add_argument("--out", required=True, help=".onnx / .tflite file, or the SavedModel folder")
 
-    sub = command(
-        "demo", _demo, "draw a label map in the browser and see the generator's translation"
-    )
+    text = "draw a label map in the browser and see the generator's translation"
+    sub = command("demo", _demo, text)
     sub.add_argument("--model", help="generator.keras (default: the facades showcase model)")
     sub.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     sub.add_argument("--port", type=int, default=8000, help="port; 0 picks a free one")
     return parser
 
 
-def _expected(error):
-    """Whether `error` is one a user causes and can fix (else it is a bug: show the trace)."""
-    kinds = [ValueError, OSError, ArithmeticError, ImportError]  # ImportError: an optional extra
-    datasets = sys.modules.get("p2p_keras.jobs.datasets")  # loaded if it could have raised
-    if datasets is not None:
-        kinds.append(datasets.DownloadError)
-    return isinstance(error, tuple(kinds))
-
-
 def main(argv=None):
-    """Runs a command; returns the exit status. Expected errors print one line, not a trace."""
+    """Runs a command; returns the exit status. Errors a user can fix print one line."""
     args = build_parser().parse_args(argv)
     try:
         return args.run(args) or 0  # a command returns None when it succeeds
     except Exception as error:
-        if not _expected(error):
-            raise
+        expected = (ValueError, OSError, ArithmeticError, ImportError)  # ImportError: an extra
+        if datasets := sys.modules.get("p2p_keras.jobs.datasets"):  # loaded if it could raise
+            expected += (datasets.DownloadError,)
+        if not isinstance(error, expected):
+            raise  # a bug: show the trace
         print(f"error: {error}", file=sys.stderr)
         return 1

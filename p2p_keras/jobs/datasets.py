@@ -2,8 +2,6 @@
 Cityscapes. Importing it registers the TFDS dataset `pix2pix` (`tfds.load("pix2pix/facades")`).
 `P2P_KERAS_DATASET_URL` replaces the pix2pix server (a mirror, or tests)."""
 
-from __future__ import annotations
-
 import contextlib
 import functools
 import hashlib
@@ -80,11 +78,9 @@ def verify(root, name):
     found = {p.relative_to(root).as_posix(): p for p in Path(root).glob("*/*.jpg")}
     problems = [f"missing {rel}" for rel in sorted(expected.keys() - found.keys())]
     problems += [f"unexpected {rel}" for rel in sorted(found.keys() - expected.keys())]
-    problems += [
-        f"sha256 mismatch {rel}"
-        for rel in sorted(found.keys() & expected.keys())
-        if hashlib.sha256(found[rel].read_bytes()).hexdigest() != expected[rel]
-    ]
+    for rel in sorted(found.keys() & expected.keys()):
+        if hashlib.sha256(found[rel].read_bytes()).hexdigest() != expected[rel]:
+            problems.append(f"sha256 mismatch {rel}")
     if problems:
         more = f" and {len(problems) - 5} more" if len(problems) > 5 else ""
         raise IntegrityError(
@@ -96,14 +92,17 @@ def verify(root, name):
 def download(name, data_dir=None, manual_dir=None):
     """Downloads a pix2pix dataset into `data_dir/NAME/{split}/*.jpg` (default `data/`) once.
 
-    `NAME.tar.gz` is taken from `manual_dir` (or `data_dir/downloads/manual/`), else fetched into
-    `data_dir/downloads/`; it is unpacked safely, checked against the sha256 table if there is
-    one, and renamed into place. `DownloadError` says how to install by hand an archive that
-    cannot be fetched or is broken; `IntegrityError` names the files that differ.
+    `NAME.tar.gz` comes from `manual_dir` (default `data_dir/downloads/manual/`) or is fetched into
+    `data_dir/downloads/`, then unpacked safely and checked against the sha256 table, if any.
+    Raises `DownloadError` with steps to install by hand, or `IntegrityError` naming odd files.
     """
-    spec = _spec(name)
-    if not spec.redistributable:
-        raise DownloadError(CITYSCAPES_STEPS)
+    if not _spec(name).redistributable:
+        raise DownloadError(
+            "Cityscapes may not be redistributed: get gtFine_trainvaltest.zip and "
+            "leftImg8bit_trainvaltest.zip from https://www.cityscapes-dataset.com, unzip them and "
+            "run p2p_keras.jobs.datasets.prepare_cityscapes('gtFine', 'leftImg8bit', "
+            "'data/cityscapes')."
+        )
     data_dir = Path(data_dir or project_dir() / "data")
     target = data_dir / name
     if (target / "train").is_dir():
@@ -197,10 +196,10 @@ def find_real_facades(data_dir=None):
 def write_aligned(a_root, b_root, out_root, *, splits=None, size=None):
     """Combines `a_root/<split>/<name>` and `b_root/<split>/<name>` into A|B `out_root/<split>/`.
 
-    Like the official `combine_A_and_B.py`: A keeps its name and format (JPEG quality 95), is
-    resized to `size` (int or `(height, width)`, `None` keeps it) and B to A's size. `splits`
-    defaults to every folder of `a_root`. Nothing is written unless every input is good, else
-    `BadImageError` names each bad or unpaired file. Returns `{split: pairs written}`.
+    Like the official `combine_A_and_B.py`: A keeps its name and format (JPEG quality 95) and is
+    resized to `size` (int, `(height, width)` or `None`), B to A's size. `splits` defaults to
+    every folder of `a_root`. Returns `{split: pairs written}`; writes nothing if an input is bad
+    or unpaired, but raises `BadImageError` naming each one.
     """
     a_root, b_root, out_root = Path(a_root), Path(b_root), Path(out_root)
     splits = sorted(d.name for d in a_root.iterdir() if d.is_dir()) if splits is None else splits
@@ -237,17 +236,9 @@ def _save_pair(a, b, path, **jpeg_options):
     pair.save(path, fmt, **(jpeg_options if fmt == "JPEG" else {}))
 
 
-CITYSCAPES_STEPS = (
-    "Cityscapes may not be redistributed: get gtFine_trainvaltest.zip and leftImg8bit_trainval"
-    "test.zip from https://www.cityscapes-dataset.com, unzip them and run p2p_keras.jobs."
-    "datasets.prepare_cityscapes('gtFine', 'leftImg8bit', 'data/cityscapes')."
-)
-
-
 def prepare_cityscapes(gtfine_dir, leftimg8bit_dir, out_dir, size=256):
-    """Builds `out_dir/{train,val}/<i>.jpg` (photo | colour labels; train BtoA) in one rename.
-
-    Like the official `prepare_cityscapes_dataset.py`, but val goes to `val/`."""
+    """Builds `out_dir/{train,val}/<i>.jpg` (photo | colour labels; train BtoA) in one rename,
+    like the official `prepare_cityscapes_dataset.py` but with val in `val/`."""
     out_dir = Path(out_dir)
     if (out_dir / "train").is_dir():
         return out_dir

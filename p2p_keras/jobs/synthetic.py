@@ -4,8 +4,6 @@ Each pair is a label map in the 12 CMP Facade classes and a "photo" of it (textu
 camera noise), stored like the real `facades`: photo (A) left, label map (B) right, train "BtoA".
 """
 
-from __future__ import annotations
-
 import json
 from pathlib import Path
 
@@ -60,8 +58,7 @@ def _layout(rng, s):
     xs = left + pitch * (np.arange(cols) + 0.5)
     ww, wh = min(pitch * u(0.35, 0.6), floor_h * u(0.35, 0.6)), floor_h * u(0.45, 0.66)
     band = max(1.0, s * u(0.01, 0.025))  # thickness of mouldings, sills and cornices
-    # Which elements this building has, roughly as often as on the real facades.
-    odds = (0.6, 0.9, 0.6, 0.25, 0.5, 0.5, 0.3, 0.65)
+    odds = (0.6, 0.9, 0.6, 0.25, 0.5, 0.5, 0.3, 0.65)  # about as often as on the real facades
     moldings, sills, cornices, shutters, balconies, deco, pillars, shop = rng.random(8) < odds
     ground_top = s - ground
     if pillars:
@@ -111,18 +108,16 @@ def _noise(rng, size, cells):
 
 def _shift(mask, dy, dx):
     """`mask` moved `dy` rows down and `dx` columns right, filled with False."""
-    out = np.zeros_like(mask)
     h, w = mask.shape
-    out[max(dy, 0) : h + min(dy, 0), max(dx, 0) : w + min(dx, 0)] = mask[
-        max(-dy, 0) : h - max(dy, 0), max(-dx, 0) : w - max(dx, 0)
-    ]
+    out = np.zeros_like(mask)
+    source = mask[max(-dy, 0) : h - max(dy, 0), max(-dx, 0) : w - max(dx, 0)]
+    out[max(dy, 0) : h + min(dy, 0), max(dx, 0) : w + min(dx, 0)] = source
     return out
 
 
 def _render(rng, c, top):
     """Draws the photo of a layout: materials, light, shadows, then the camera."""
-    s, cls, v = c.size, c.cls, c.v[..., None]
-    u = rng.uniform
+    s, cls, v, u = c.size, c.cls, c.v[..., None], rng.uniform
 
     def colour(rgb, spread):
         return np.clip(np.asarray(rgb, np.float32) + u(-spread, spread, 3), 0, 255)
@@ -195,10 +190,9 @@ def make_synthetic_facades(
 ) -> Path:
     """Writes `out_dir/{train,val,test}/<i>.jpg` (i from 1) unless up to date; returns `out_dir`.
 
-    `out_dir` defaults to `data/synthetic_facades`. JPEGs of quality 95 with 4:4:4 chroma keep
-    label colours crisp; the parameters go to `synthetic.json`. Image `i` of a split depends only
-    on `(seed, split, i)`. The folder appears in one rename; a non-empty one without
-    `synthetic.json` (real data, say) raises `FileExistsError`.
+    `out_dir` defaults to `data/synthetic_facades`; the parameters go to `synthetic.json`. Image
+    `i` of a split depends only on `(seed, split, i)`. The folder appears in one rename; a
+    non-empty one without `synthetic.json` (real data, say) raises `FileExistsError`.
 
     >>> root = make_synthetic_facades("/tmp/facades_demo", train=4, val=2, test=2, size=64)
     """
@@ -228,9 +222,8 @@ def make_synthetic_facades(
         for split_index, split in enumerate(SPLITS):
             (tmp / split).mkdir(parents=True)
             for i in range(1, params["counts"][split] + 1):
-                photo, label = render_pair(np.random.default_rng([seed, split_index, i - 1]), size)
-                Image.fromarray(np.concatenate([photo, label], axis=1)).save(
-                    tmp / split / f"{i}.jpg", quality=95, subsampling="4:4:4"
-                )
+                pair = render_pair(np.random.default_rng([seed, split_index, i - 1]), size)
+                image = Image.fromarray(np.concatenate(pair, axis=1))
+                image.save(tmp / split / f"{i}.jpg", quality=95, subsampling="4:4:4")
         (tmp / MANIFEST_NAME).write_text(json.dumps(params, indent=2, sort_keys=True) + "\n")
     return out
