@@ -116,7 +116,7 @@ def _demo(args):
     """Serve an interactive page (no internet needed): a canvas, the CMP facade palette for
     facade models, the translation after each stroke. Default model:
     results/facades_128/generator.keras."""
-    from p2p_keras.demo import serve
+    from p2p_keras.jobs.demo import serve
 
     serve(args.model, host=args.host, port=args.port)
 
