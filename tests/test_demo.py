@@ -15,9 +15,9 @@ import pytest
 from PIL import Image
 
 from p2p_keras import project_dir
-from p2p_keras.jobs.demo import default_model, make_server
 from p2p_keras.generator import build_unet_generator
 from p2p_keras.inference import save_model
+from p2p_keras.jobs.demo import default_model, make_server
 
 CHROMIUM, CHROMEDRIVER = pathlib.Path("/usr/bin/chromium"), pathlib.Path("/usr/bin/chromedriver")
 
