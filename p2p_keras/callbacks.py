@@ -7,6 +7,7 @@ import warnings
 
 import keras
 import numpy as np
+import tensorflow as tf
 
 from p2p_keras.data import atomic_path, denormalize
 from p2p_keras.inference import generate, save_image, save_model, seed_states
@@ -18,10 +19,7 @@ def all_finite(logs):
 
 
 def sample_grid(*columns):
-    """A uint8 grid of (N, H, W, C) image batches in [-1, 1], one per column, one row per image.
-
-    >>> grid = sample_grid(inputs, generated, targets)  # rows of input | generated | target
-    """
+    """A uint8 grid of (N, H, W, C) batches in [-1, 1]: one column per batch, one row per image."""
     return denormalize(np.concatenate(np.concatenate(columns, axis=2)))
 
 
@@ -49,8 +47,6 @@ class SampleGrid(keras.callbacks.Callback):
         if self.out_dir is not None:
             save_image(self.last_grid, pathlib.Path(self.out_dir) / f"epoch_{epoch + 1:03d}.png")
         if self.log_dir is not None:
-            import tensorflow as tf
-
             self._writer = self._writer or tf.summary.create_file_writer(str(self.log_dir))
             with self._writer.as_default():
                 tf.summary.image("samples", self.last_grid[None], step=epoch + 1)
@@ -72,11 +68,8 @@ class LinearDecay(keras.callbacks.Callback):
 
     def on_train_begin(self, logs=None):
         self.optimizers = (self.model.generator_optimizer, self.model.discriminator_optimizer)
-        rates = [
-            float(keras.ops.convert_to_numpy(self.learning_rate or o.learning_rate))
-            for o in self.optimizers
-        ]
-        self.base_rates = self.base_rates or rates  # a later fit() keeps the first one's rates
+        rates = [self.learning_rate or o.learning_rate for o in self.optimizers]
+        self.base_rates = self.base_rates or [float(keras.ops.convert_to_numpy(r)) for r in rates]
 
     def on_epoch_begin(self, epoch, logs=None):
         for optimizer, base in zip(self.optimizers, self.base_rates, strict=True):
@@ -161,10 +154,17 @@ class StepBackup(keras.callbacks.Callback):
         Warns when that is the previous backup; raises a `BackupError` if none is intact."""
         errors, paths = [], [pathlib.Path(backup_dir) / name for name in (cls.STATE, cls.PREVIOUS)]
         for path in filter(pathlib.Path.exists, paths):
+            state = _read_state(path)
+            if not {"weights", "seeds", "epoch", "step_in_epoch", "global_step"} <= state.keys():
+                errors.append(f"backup file {path} is damaged (unreadable or incomplete JSON)")
+                continue
+            weights = path.parent / state["weights"]
             try:
-                state = _load_backup(model, path)
-            except BackupError as error:
-                errors.append(str(error))
+                model.load_weights(weights)
+                for variable, value in zip(seed_states(model), state["seeds"], strict=True):
+                    variable.assign(value)
+            except Exception as error:  # noqa: BLE001 - h5py and Keras raise many kinds
+                errors.append(f"backup file {weights} is damaged ({error})")
                 continue
             if errors:
                 warnings.warn(f"{errors[0]}; resuming from the previous backup", stacklevel=2)
@@ -179,20 +179,6 @@ def _read_state(path):  # the JSON dict in `path`, or {}
         state = json.loads(pathlib.Path(path).read_text())
         return state if isinstance(state, dict) else {}
     return {}
-
-
-def _load_backup(model, path):  # loads the backup whose state file is `path`
-    state = _read_state(path)
-    if not {"weights", "seeds", "epoch", "step_in_epoch", "global_step"} <= state.keys():
-        raise BackupError(f"backup file {path} is damaged (unreadable or incomplete JSON)")
-    weights = path.parent / state["weights"]
-    try:
-        model.load_weights(weights)
-        for variable, value in zip(seed_states(model), state["seeds"], strict=True):
-            variable.assign(value)
-    except Exception as error:  # noqa: BLE001 - h5py and Keras raise many kinds
-        raise BackupError(f"backup file {weights} is damaged ({error})") from error
-    return state
 
 
 class NonFiniteLossError(ArithmeticError):

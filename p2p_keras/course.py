@@ -37,16 +37,12 @@ if importlib.util.find_spec("p2p_keras") is None:
                     "git+{REPO_URL}@{BRANCH}"], check=True)"""
 
 
-def colab_url(notebook):
-    """The "Open in Colab" address of `notebook` (a file name in notebooks/)."""
-    path = REPO_URL.removeprefix("https://github.com/")
-    return f"https://colab.research.google.com/github/{path}/blob/{BRANCH}/notebooks/{notebook}"
-
-
 def colab_badge(notebook):
-    """Markdown for the "Open in Colab" badge of `notebook`."""
+    """Markdown for the "Open in Colab" badge of `notebook` (a file name in notebooks/)."""
     badge = "https://colab.research.google.com/assets/colab-badge.svg"
-    return f"[![Open In Colab]({badge})]({colab_url(notebook)})"
+    path = REPO_URL.removeprefix("https://github.com/")
+    url = f"https://colab.research.google.com/github/{path}/blob/{BRANCH}/notebooks/{notebook}"
+    return f"[![Open In Colab]({badge})]({url})"
 
 
 def in_colab():
@@ -56,9 +52,8 @@ def in_colab():
 def pick_mode(requested=None):
     """The run mode of a notebook: "quick" (a CPU, minutes) or "full" (the paper's recipe).
 
-    `requested`: "quick", "full", or None: full on a GPU, quick on a CPU. ``P2P_QUICK=1`` (set by
-    the test command) always means quick.
-    """
+    `requested`: "quick", "full", or None: full on a GPU, quick on a CPU. ``P2P_QUICK=1`` (set
+    by the test command) always means quick."""
     if os.environ.get("P2P_QUICK") == "1":
         return "quick"
     if requested is not None:
@@ -71,11 +66,8 @@ def pick_mode(requested=None):
 
 
 def runs_dir(name, drive=False):
-    """The folder of a training run: ``runs/NAME``, or on Google Drive when `drive` on Colab.
-
-    On Colab the runtime's disk is lost when it disconnects; a run on Drive survives and
-    ``resume=True`` continues it.
-    """
+    """The folder of a training run: ``runs/NAME``, or on Google Drive when `drive` on Colab,
+    where a run outlives the runtime's disk (lost on a disconnect); ``resume=True`` continues it."""
     if drive and in_colab():
         from google.colab import drive as colab_drive
 

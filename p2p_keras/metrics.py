@@ -14,8 +14,7 @@ INCEPTION_WEIGHTS_FILE = "inception_v3_weights_tf_dim_ordering_tf_kernels_notop.
 
 
 def _pair(generated, targets):
-    generated = np.asarray(generated, np.float32)
-    targets = np.asarray(targets, np.float32)
+    generated, targets = np.asarray(generated, np.float32), np.asarray(targets, np.float32)
     if generated.shape != targets.shape or generated.ndim != 4:
         shapes = f"{generated.shape} and {targets.shape}"
         raise ValueError(f"expected two (N, H, W, C) batches of one shape, got {shapes}")
@@ -23,12 +22,7 @@ def _pair(generated, targets):
 
 
 def per_image_l1(generated, targets):
-    """Mean absolute error of each image, on the [-1, 1] scale, as a float64 (N,) array.
-
-    Example:
-    >>> per_image_l1(np.zeros((2, 4, 4, 3)), np.full((2, 4, 4, 3), 0.5))
-    array([0.5, 0.5])
-    """
+    """Mean absolute error of each image, on the [-1, 1] scale, as a float64 (N,) array."""
     generated, targets = _pair(generated, targets)
     return np.abs(generated - targets).mean(axis=(1, 2, 3), dtype=np.float64)
 

@@ -38,8 +38,7 @@ class Pix2Pix(BackendSteps, keras.Model):
         self.g_loss_tracker = keras.metrics.Mean(name="g_loss")
         self.g_gan_tracker = keras.metrics.Mean(name="g_gan")
         self.g_l1_tracker = keras.metrics.Mean(name="g_l1")
-        # Both sub-models are built Functional models; fit() never calls self(...), so mark the
-        # wrapper built here (BackupAndRestore and save() refuse unbuilt models).
+        # The networks are built, fit() never calls self(...): save() and BackupAndRestore need it.
         self.built = True
 
     def compile(
@@ -63,10 +62,8 @@ class Pix2Pix(BackendSteps, keras.Model):
                 fix = "pass generator_optimizer= and discriminator_optimizer="
                 raise ValueError(f"Pix2Pix.compile takes no {name}= ({fix}; see its docstring)")
         super().compile(**kwargs)
-        self.generator_optimizer = _with_loss_scaling(generator_optimizer, self.generator)
-        self.discriminator_optimizer = _with_loss_scaling(
-            discriminator_optimizer, self.discriminator
-        )
+        self.generator_optimizer = _loss_scaled(generator_optimizer, self.generator)
+        self.discriminator_optimizer = _loss_scaled(discriminator_optimizer, self.discriminator)
         self.gan_loss = gan_loss
         self.l1_weight = float(l1_weight)
         self.gan_weight = float(gan_weight)
@@ -86,9 +83,8 @@ class Pix2Pix(BackendSteps, keras.Model):
 
     def discriminate(self, inputs, targets, training=False):
         """Patch logits for (input, target) pairs; an unconditional discriminator sees targets."""
-        if self.conditional:
-            return self.discriminator([inputs, targets], training=training)
-        return self.discriminator(targets, training=training)
+        images = [inputs, targets] if self.conditional else targets
+        return self.discriminator(images, training=training)
 
     def generator_losses(self, targets, generated, fake_logits):
         """``(g_loss, g_gan, g_l1)``: the generator's total, adversarial and L1 losses."""
@@ -200,7 +196,7 @@ class GANOptimizer(keras.optimizers.Optimizer):
         pass
 
 
-def _with_loss_scaling(optimizer, network):
+def _loss_scaled(optimizer, network):
     """`optimizer` (None: `default_optimizer()`), with loss scaling if `network` uses float16."""
     optimizer = optimizer or default_optimizer()
     needs_scaling = any(layer.compute_dtype == "float16" for layer in network.layers)

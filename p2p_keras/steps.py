@@ -168,9 +168,9 @@ class TorchSteps:
         return self.test_losses(data)
 
 
-def for_backend(backend=None):
-    """The steps class for `backend` (default: the one Keras runs on)."""
-    backend = backend or keras.backend.backend()
+def for_backend():
+    """The steps class of the backend Keras runs on."""
+    backend = keras.backend.backend()
     steps = {"tensorflow": TensorFlowSteps, "jax": JaxSteps, "torch": TorchSteps}
     if backend not in steps:
         raise ValueError(f"Pix2Pix trains on {sorted(steps)}, not on the {backend!r} backend")

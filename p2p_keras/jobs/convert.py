@@ -41,24 +41,28 @@ def convert_official(source, out=None, *, direction=None, dropout=0.5, cache_dir
         (2**depth, 2**depth, channels[0]), channels[1], filters=filters, norm=norm,
         dropout=dropout, name="official_unet_generator",
     )  # fmt: skip
+    layers = [(generator.get_layer(name), prefix) for name, prefix in _layer_prefixes(depth, norm)]
     counts = any(key.endswith("num_batches_tracked") for key in state)
-    expected = set(_keys(depth, norm, counts))
+    expected = {key for layer, prefix in layers for key in _keys(layer, prefix, counts)}
     if norm == "instance":  # statistics of InstanceNorm2d(track_running_stats=True): unused
-        state = {k: v for k, v in state.items() if not k.endswith(_INSTANCE_STATS)}
+        stats = ("running_mean", "running_var", "num_batches_tracked")
+        state = {k: v for k, v in state.items() if not k.endswith(stats)}
     missing, unexpected = sorted(expected - set(state)), sorted(set(state) - expected)
     if missing or unexpected:
         what = f"missing key {missing[0]!r}" if missing else f"unexpected key {unexpected[0]!r}"
         raise ValueError(f"{path}: not an official UnetGenerator state dict ({what})")
-    for layer_name, prefix in _layer_prefixes(depth):
-        if layer_name.endswith("_batchnorm") and norm != "batch":
-            continue
-        _assign(generator.get_layer(layer_name), state, prefix, path)
+    for layer, prefix in layers:
+        values = [state[key] for key in _keys(layer, prefix)]
+        if not layer.name.endswith("_batchnorm"):
+            # Conv2d [out, in, kh, kw] and ConvTranspose2d [in, out, kh, kw] -> [kh, kw, ., .]
+            values[0] = values[0].transpose(2, 3, 1, 0)
+        shapes, got = [tuple(w.shape) for w in layer.weights], [v.shape for v in values]
+        if shapes != got:
+            raise ValueError(f"{path}: {prefix} has shapes {got}, the generator needs {shapes}")
+        layer.set_weights(values)
     if out is not None:
         save_model(generator, out, info={"direction": direction, "source": str(source)})
     return generator
-
-
-_INSTANCE_STATS = ("running_mean", "running_var", "num_batches_tracked")
 
 
 def _fetch(source, cache_dir):
@@ -113,7 +117,7 @@ def _structure(state, path):
     return depth, first.shape[0], norm, (first.shape[1], last.shape[1])
 
 
-def _layer_prefixes(depth):
+def _layer_prefixes(depth, norm):
     """(Keras layer, state-dict prefix) pairs; see `build_unet_generator` for the names."""
     pairs = [("down1_conv", "model.model.0"), ("output_convT", "model.model.3")]
     for level in range(2, depth + 1):
@@ -121,33 +125,16 @@ def _layer_prefixes(depth):
         inner = level == depth
         pairs += [(f"down{level}_conv", f"{block}.1")]
         pairs += [(f"up{up}_convT", f"{block}.{3 if inner else 5}")]
-        pairs += [(f"down{level}_batchnorm", f"{block}.2")] if not inner else []
-        pairs += [(f"up{up}_batchnorm", f"{block}.{4 if inner else 6}")]
+        if norm == "batch":  # the instance norm layers have no weights
+            pairs += [(f"down{level}_batchnorm", f"{block}.2")] if not inner else []
+            pairs += [(f"up{up}_batchnorm", f"{block}.{4 if inner else 6}")]
     return pairs
 
 
-def _keys(depth, norm, counts):
-    """The state dict's keys; `counts`: with batch norm's ``num_batches_tracked``."""
-    keys = []
-    for layer, prefix in _layer_prefixes(depth):
-        if layer.endswith("batchnorm"):
-            stats = ("weight", "bias", "running_mean", "running_var")
-            stats += ("num_batches_tracked",) if counts else ()
-            keys += [f"{prefix}.{name}" for name in stats] if norm == "batch" else []
-        else:
-            biased = norm == "instance" or layer == "output_convT"
-            keys += [f"{prefix}.weight"] + ([f"{prefix}.bias"] if biased else [])
-    return keys
-
-
-def _assign(layer, state, prefix, path):
+def _keys(layer, prefix, counts=False):
+    """The state-dict keys of `layer`'s weights, in order (`counts`: + ``num_batches_tracked``)."""
     if layer.name.endswith("_batchnorm"):
-        names = ("weight", "bias", "running_mean", "running_var")
-        values = [state[f"{prefix}.{name}"] for name in names]
-    else:  # Conv2d [out, in, kh, kw] and ConvTranspose2d [in, out, kh, kw] -> [kh, kw, ., .]
-        values = [state[f"{prefix}.weight"].transpose(2, 3, 1, 0)]
-        values += [state[f"{prefix}.bias"]] if layer.use_bias else []
-    shapes, got = [tuple(w.shape) for w in layer.weights], [v.shape for v in values]
-    if shapes != got:
-        raise ValueError(f"{path}: {prefix} has shapes {got}, the generator needs {shapes}")
-    layer.set_weights(values)
+        stats = ("weight", "bias", "running_mean", "running_var")
+        stats += ("num_batches_tracked",) if counts else ()
+        return [f"{prefix}.{name}" for name in stats]
+    return [f"{prefix}.weight"] + ([f"{prefix}.bias"] if layer.use_bias else [])
