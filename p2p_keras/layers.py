@@ -18,8 +18,8 @@ class BatchNormalization(layers.BatchNormalization):
     Keras normalises as ``x * inv - mean * inv`` and, on PyTorch and in TensorFlow's
     synchronized mode, takes the variance as ``E[x^2] - E[x]^2``: both cancel when a channel's
     mean is large next to its spread, as happens at the U-Net's 2x2 levels with batch 1. This
-    layer centres first, with a second pass that corrects the mean's own rounding, and
-    normalises the centred values.
+    layer centres first, takes the variance of the centred values, and corrects for the mean's
+    own rounding with a second mean.
     """
 
     def call(self, inputs, training=None, mask=None):
@@ -28,16 +28,15 @@ class BatchNormalization(layers.BatchNormalization):
         x = ops.cast(inputs, keras.backend.result_type(inputs.dtype, "float32"))
         mean = self._mean(x)
         centered = x - mean
-        shift = self._mean(centered)  # the first mean's rounding: x - (mean + shift) would lose it
-        centered, mean = centered - shift, mean + shift
-        variance = self._mean(ops.square(centered))
-        for moving, value in ((self.moving_mean, mean), (self.moving_variance, variance)):
+        shift = self._mean(centered)  # the rounding of `mean`: small next to the spread
+        variance = self._mean(ops.square(centered)) - ops.square(shift)
+        for moving, value in ((self.moving_mean, mean + shift), (self.moving_variance, variance)):
             value = ops.cast(ops.reshape(value, moving.shape), moving.dtype)
             moving.assign(moving * self.momentum + value * (1.0 - self.momentum))
-        outputs = centered * ops.rsqrt(variance + self.epsilon)
-        outputs = outputs * ops.cast(self.gamma, x.dtype) if self.scale else outputs
-        outputs = outputs + ops.cast(self.beta, x.dtype) if self.center else outputs
-        return ops.cast(outputs, self.compute_dtype)
+        scale = ops.rsqrt(variance + self.epsilon)
+        scale = scale * ops.cast(self.gamma, x.dtype) if self.scale else scale
+        offset = ops.cast(self.beta, x.dtype) - shift * scale if self.center else -shift * scale
+        return ops.cast(centered * scale + offset, self.compute_dtype)
 
     def _mean(self, x):
         """The mean over the reduction axes; with ``synchronized``, over a `tf.distribute`
