@@ -232,8 +232,16 @@ def test_jax_train_mirrored_on_two_devices_matches_one_device(tmp_path):
         assert config["replicas"] == devices
     one, two = (keras.saving.load_model(tmp_path / str(d) / "pix2pix.keras") for d in (1, 2))
     assert len(one.weights) == len(two.weights) > 60
-    for a, b in zip(one.weights, two.weights, strict=True):  # measured: 5e-7
-        np.testing.assert_allclose(np.asarray(b), np.asarray(a), atol=1e-5, err_msg=a.path)
+    # Adam moves a weight by about lr a step, by its sign where the gradient is near 0: there a
+    # sum's rounding (over one device or two) moves single weights by ~1e-5, while a wrong step
+    # (one device's batch statistics or gradients) moves every weight by up to lr a step. So
+    # each variable's RMS difference is compared with 3 steps of lr (2e-4); measured: 1.5e-6.
+    errors = {
+        a.path: np.sqrt(np.mean((np.asarray(b, "float64") - np.asarray(a, "float64")) ** 2))
+        for a, b in zip(one.weights, two.weights, strict=True)
+    }
+    print(f"largest RMS difference {max(errors.values()):.1e} ({max(errors, key=errors.get)})")
+    assert max(errors.values()) < 0.03 * 3 * 2e-4, max(errors, key=errors.get)
 
 
 SGD_STEP = """
